@@ -1,0 +1,83 @@
+#pragma once
+// OpenSSL plumbing for the ACME client: owned handles, keys, JWK (RFC 7517,
+// RFC 7638), ES256 signatures (RFC 7518 section 3.4) and the CSR.
+#include <edge/acme/config.hpp>
+#include <edge/acme/error.hpp>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace edge::acme {
+
+template <auto Free>
+struct OpensslDeleter {
+  template <class T>
+  void operator()(T* p) const noexcept {
+    Free(p);
+  }
+};
+
+using PkeyPtr = std::unique_ptr<EVP_PKEY, OpensslDeleter<&EVP_PKEY_free>>;
+using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, OpensslDeleter<&EVP_PKEY_CTX_free>>;
+using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, OpensslDeleter<&EVP_MD_CTX_free>>;
+using BioPtr = std::unique_ptr<BIO, OpensslDeleter<&BIO_free_all>>;
+using BignumPtr = std::unique_ptr<BIGNUM, OpensslDeleter<&BN_free>>;
+using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, OpensslDeleter<&ECDSA_SIG_free>>;
+using X509Ptr = std::unique_ptr<X509, OpensslDeleter<&X509_free>>;
+using X509ReqPtr = std::unique_ptr<X509_REQ, OpensslDeleter<&X509_REQ_free>>;
+using X509ExtensionPtr = std::unique_ptr<X509_EXTENSION, OpensslDeleter<&X509_EXTENSION_free>>;
+using GeneralNamePtr = std::unique_ptr<GENERAL_NAME, OpensslDeleter<&GENERAL_NAME_free>>;
+using GeneralNamesPtr = std::unique_ptr<GENERAL_NAMES, OpensslDeleter<&GENERAL_NAMES_free>>;
+using Asn1ObjectPtr = std::unique_ptr<ASN1_OBJECT, OpensslDeleter<&ASN1_OBJECT_free>>;
+using Asn1OctetStringPtr =
+    std::unique_ptr<ASN1_OCTET_STRING, OpensslDeleter<&ASN1_OCTET_STRING_free>>;
+
+using Sha256Digest = std::array<std::uint8_t, 32>;
+
+// Drains OpenSSL's error queue into one line ("" when empty).
+std::string openssl_errors();
+// An AcmeError of type problem::crypto: "<what>: <openssl errors>".
+AcmeError crypto_error(std::string_view what);
+
+Sha256Digest sha256(std::string_view data);
+std::string hex_lower(std::span<std::uint8_t const> data);
+
+AcmeResult<PkeyPtr> generate_key(KeyType type);
+// The account key: always P-256, the curve ES256 is defined for.
+AcmeResult<PkeyPtr> generate_account_key();
+// Unencrypted PKCS#8 PEM.
+AcmeResult<std::string> private_key_pem(EVP_PKEY* key);
+AcmeResult<PkeyPtr> load_private_key(std::string_view pem);
+AcmeResult<std::string> certificate_pem(X509* certificate);
+
+// The public JWK of a P-256 key with exactly the required members in
+// lexicographic order and no whitespace: {"crv":"P-256","kty":"EC","x":..,"y":..}.
+// That is also the RFC 7638 thumbprint input.
+AcmeResult<std::string> jwk_json(EVP_PKEY* key);
+// base64url(SHA-256(jwk_json)).
+AcmeResult<std::string> jwk_thumbprint(EVP_PKEY* key);
+
+// ECDSA P-256 with SHA-256; JWS wants the raw r||s (32 bytes each), not DER.
+AcmeResult<std::vector<std::uint8_t>> es256_sign(EVP_PKEY* key, std::string_view data);
+
+// A PKCS#10 request (DER) with every identifier as a SAN (dNSName or
+// iPAddress); CN is the first DNS name, if any.
+AcmeResult<std::vector<std::uint8_t>> make_csr(EVP_PKEY* key,
+                                               std::vector<std::string> const& identifiers);
+
+// SubjectAltName entries for identifiers (DNS name or IP literal).
+AcmeResult<GeneralNamesPtr> make_general_names(std::vector<std::string> const& identifiers);
+
+}  // namespace edge::acme

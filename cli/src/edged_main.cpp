@@ -1,0 +1,149 @@
+// edged: the appliance. Reads the configuration, opens the store, serves TLS
+// with certificates from the store, keeps them issued with ACME, and logs
+// every handshake. The only place where the modules are wired together.
+#include "config_loader.hpp"
+
+#include <edge/acme/renewal_scheduler.hpp>
+#include <edge/proxy/certificate_registry.hpp>
+#include <edge/proxy/challenge_registry.hpp>
+#include <edge/proxy/handshake_log.hpp>
+#include <edge/proxy/server.hpp>
+#include <edge/store/certificate_pem.hpp>
+#include <edge/store/store.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+namespace {
+
+using namespace edge;
+
+// The ACME client publishes challenge certificates; the listener serves them.
+class ChallengeResponderAdapter final : public acme::ChallengeResponder {
+ public:
+  explicit ChallengeResponderAdapter(proxy::ChallengeRegistry& registry) : registry_(registry) {}
+  void publish(std::string const& server_name, std::string const& certificate_pem,
+               std::string const& private_key_pem) override {
+    std::string why;
+    if (!registry_.publish(server_name, certificate_pem, private_key_pem, why)) {
+      std::fprintf(stderr, "edged: challenge for %s not served: %s\n", server_name.c_str(), why.c_str());
+    }
+  }
+  void withdraw(std::string const& server_name) override { registry_.withdraw(server_name); }
+
+ private:
+  proxy::ChallengeRegistry& registry_;
+};
+
+std::string read_file(std::filesystem::path const& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path.string() + ": cannot read");
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Manual certificates are imported into the store at start, so that every
+// certificate served has a row (and a generation) that records can point to.
+void import_manual_certificates(cli::EdgeConfig const& config, store::Store& db) {
+  for (auto const& manual : config.manual_certificates) {
+    auto record = store::describe_certificate(manual.name, read_file(manual.certificate),
+                                              read_file(manual.private_key), store::CertificateSource::manual);
+    if (!record) throw std::runtime_error(manual.certificate.string() + ": " + record.error().message);
+    auto current = db.current_certificate(manual.name).value();
+    if (current && current->fingerprint_sha256 == record->fingerprint_sha256) continue;
+    auto generation = db.put_certificate(*record).value();
+    std::fprintf(stderr, "edged: imported %s from %s (generation %lld)\n", manual.name.c_str(),
+                 manual.certificate.c_str(), static_cast<long long>(generation));
+  }
+}
+
+void log_serving(store::CertificateRecord const& cert) {
+  std::fprintf(stderr, "edged: serving certificate %s generation %lld serial %s\n", cert.name.c_str(),
+               static_cast<long long>(cert.generation), cert.serial.c_str());
+}
+
+int run(cli::EdgeConfig const& config) {
+  // Signals are taken by sigwait on this thread only; every thread started
+  // below inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto opened = store::open_sqlite_store(config.store_path);
+  if (!opened) throw std::runtime_error(opened.error().message);
+  auto db = std::move(*opened);
+  import_manual_certificates(config, *db);
+
+  proxy::CertificateRegistry certificates(config.proxy.tls);
+  auto const records = db->current_certificates().value();
+  for (auto const& error : certificates.replace_all(records)) std::fprintf(stderr, "edged: not served: %s\n", error.c_str());
+  for (auto const& cert : records) log_serving(cert);
+
+  proxy::ChallengeRegistry challenges;
+  proxy::HandshakeLog log({config.handshake_log_file, config.store_path});
+  log.start();
+  proxy::Server server(config.proxy, certificates, challenges, log);
+  server.start();
+  for (auto const& address : config.proxy.listen) std::fprintf(stderr, "edged: listening on %s\n", address.text().c_str());
+
+  ChallengeResponderAdapter responder(challenges);
+  std::unique_ptr<acme::RenewalScheduler> scheduler;
+  if (config.mode == cli::TlsMode::acme) {
+    scheduler = std::make_unique<acme::RenewalScheduler>(
+        config.acme, config.store_path, responder, [&certificates](store::CertificateRecord const& cert) {
+          for (auto const& error : certificates.put(cert)) std::fprintf(stderr, "edged: not served: %s\n", error.c_str());
+          log_serving(cert);
+        });
+    scheduler->start();
+  }
+  std::fprintf(stderr, "edged: ready (config %s, store %s)\n", config.source.c_str(), config.store_path.c_str());
+
+  int received = 0;
+  sigwait(&signals, &received);
+  std::fprintf(stderr, "edged: %s, stopping\n", strsignal(received));
+  if (scheduler) scheduler->stop();
+  server.stop();
+  log.stop();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"edged: ACME-managed TLS edge"};
+  std::string config_path;
+  app.add_option("-c,--config", config_path, "YAML configuration file (built-in defaults when absent)");
+  auto* check = app.add_subcommand("check", "validate the configuration and exit (0 valid, 1 invalid)");
+  check->add_option("-c,--config", config_path, "YAML configuration file")->required();
+  check->fallthrough();
+  CLI11_PARSE(app, argc, argv);
+
+  cli::EdgeConfig config = cli::default_config();
+  if (!config_path.empty()) {
+    auto loaded = cli::load_config(config_path);
+    if (!loaded) {
+      std::fprintf(stderr, "%s\n", loaded.error().message.c_str());
+      return 1;
+    }
+    config = std::move(*loaded);
+  }
+  if (check->parsed()) {
+    std::printf("%s: ok\n", config_path.c_str());
+    return 0;
+  }
+  try {
+    return run(config);
+  } catch (std::exception const& e) {
+    std::fprintf(stderr, "edged: %s\n", e.what());
+    return 1;
+  }
+}

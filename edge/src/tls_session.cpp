@@ -1,0 +1,229 @@
+#include "tls_session.hpp"
+
+#include "client_hello.hpp"
+#include "handshake_classifier.hpp"
+#include "http_proxy.hpp"
+#include "tls_contexts.hpp"
+
+#include <edge/proxy/certificate_registry.hpp>
+#include <edge/proxy/challenge_registry.hpp>
+#include <edge/proxy/handshake_log.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include <chrono>
+
+namespace edge::proxy {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// What the OpenSSL callbacks learn during one handshake. Lives on the
+// coroutine frame, which outlives the handshake.
+struct TlsConnectionState {
+  std::shared_ptr<CertificateSet const> certificates;
+  ChallengeRegistry const* challenges = nullptr;
+  std::string local_address;
+
+  bool client_hello_seen = false;
+  bool bytes_received = false;
+  std::string server_name;
+  std::string offered_alpn;
+  ServedCertificate const* selected = nullptr;  // kept alive by `certificates`
+  std::shared_ptr<ChallengeContext const> challenge;
+  std::string rejection;  // error.type decided by the ClientHello callback
+  int alert_sent = -1;
+  int alert_received = -1;
+};
+
+int state_index() {
+  static int const index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+TlsConnectionState& state_of(SSL* ssl) {
+  return *static_cast<TlsConnectionState*>(SSL_get_ex_data(ssl, state_index()));
+}
+
+int refuse(TlsConnectionState& state, int* alert, std::string error_type, int description) {
+  state.rejection = std::move(error_type);
+  *alert = description;
+  return SSL_CLIENT_HELLO_ERROR;
+}
+
+int on_client_hello(SSL* ssl, int* alert, void*) {
+  auto& state = state_of(ssl);
+  state.client_hello_seen = true;
+
+  unsigned char const* data = nullptr;
+  std::size_t size = 0;
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &data, &size) == 1) {
+    auto name = parse_server_name_extension({data, size});
+    if (!name) return refuse(state, alert, "malformed_client_hello", SSL_AD_DECODE_ERROR);
+    state.server_name = std::move(*name);
+  }
+  bool acme_only = false;
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &data, &size) == 1) {
+    auto protocols = parse_alpn_extension({data, size});
+    if (!protocols) return refuse(state, alert, "malformed_client_hello", SSL_AD_DECODE_ERROR);
+    for (auto const& p : *protocols) {
+      if (!state.offered_alpn.empty()) state.offered_alpn += ',';
+      state.offered_alpn += p;
+    }
+    // RFC 8737 section 3: a validation ClientHello offers acme-tls/1 and nothing else.
+    acme_only = protocols->size() == 1 && protocols->front() == "acme-tls/1";
+  }
+
+  if (acme_only) {
+    state.challenge = state.challenges->find(state.server_name);
+    if (!state.challenge) return refuse(state, alert, "acme_challenge_unknown", SSL_AD_UNRECOGNIZED_NAME);
+    SSL_set_SSL_CTX(ssl, state.challenge->native());
+    return SSL_CLIENT_HELLO_SUCCESS;
+  }
+
+  auto const& set = *state.certificates;
+  ServedCertificate const* cert =
+      state.server_name.empty() ? set.find_by_ip(state.local_address) : set.find_by_name(state.server_name);
+  if (!cert) cert = set.fallback();
+  if (!cert) {
+    return state.server_name.empty() ? refuse(state, alert, "no_certificate", SSL_AD_HANDSHAKE_FAILURE)
+                                     : refuse(state, alert, "unknown_sni", SSL_AD_UNRECOGNIZED_NAME);
+  }
+  state.selected = cert;
+  SSL_set_SSL_CTX(ssl, cert->ctx.get());
+  return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+// Sees every record and alert in both directions: the only reliable way to
+// know which alert we sent, or which one the client sent us.
+void on_tls_message(int write_p, int, int content_type, void const* buf, std::size_t len, SSL*, void* arg) {
+  auto& state = *static_cast<TlsConnectionState*>(arg);
+  if (!write_p) state.bytes_received = true;
+  if (content_type != SSL3_RT_ALERT || len < 2) return;
+  int const description = static_cast<unsigned char const*>(buf)[1];
+  (write_p ? state.alert_sent : state.alert_received) = description;
+}
+
+std::int64_t unix_micros_now() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string negotiated_group(SSL* ssl) {
+  int const nid = SSL_get_negotiated_group(ssl);
+  if (nid == NID_undef || nid == 0) return {};
+  if (char const* name = SSL_group_to_name(ssl, nid)) return name;
+  return OBJ_nid2sn(nid);
+}
+
+void describe_success(SSL* ssl, HandshakeEvent& event) {
+  int const version = SSL_version(ssl);
+  event.protocol_version = version == TLS1_3_VERSION ? "1.3" : version == TLS1_2_VERSION ? "1.2" : SSL_get_version(ssl);
+  if (SSL_CIPHER const* cipher = SSL_get_current_cipher(ssl)) {
+    char const* standard = SSL_CIPHER_standard_name(cipher);
+    event.cipher = standard ? standard : SSL_CIPHER_get_name(cipher);
+  }
+  event.curve = negotiated_group(ssl);
+  unsigned char const* alpn = nullptr;
+  unsigned alpn_len = 0;
+  SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+  event.next_protocol.assign(reinterpret_cast<char const*>(alpn), alpn_len);
+  event.resumed = SSL_session_reused(ssl) == 1;
+  event.established = true;
+}
+
+asio::awaitable<void> answer_plain_http(beast::tcp_stream& stream) {
+  static constexpr std::string_view kResponse =
+      "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 35\r\nConnection: close\r\n\r\n"
+      "This port speaks HTTPS, not HTTP.\r\n";
+  stream.expires_after(std::chrono::seconds(5));
+  co_await asio::async_write(stream, asio::buffer(kResponse), use_tuple);
+}
+
+}  // namespace
+
+void install_certificate_selection(SSL_CTX* base_context) {
+  state_index();  // allocate the ex_data slot before any thread races for it
+  SSL_CTX_set_client_hello_cb(base_context, on_client_hello, nullptr);
+}
+
+asio::awaitable<void> serve_connection(tcp::socket socket, SessionEnvironment const& env) {
+  auto const started = std::chrono::steady_clock::now();
+  HandshakeEvent event;
+  event.timestamp_us = unix_micros_now();
+  boost::system::error_code ec;
+  if (auto remote = socket.remote_endpoint(ec); !ec) {
+    event.client_address = remote.address().to_string();
+    event.client_port = remote.port();
+  }
+  if (auto local = socket.local_endpoint(ec); !ec) {
+    event.server_address = local.address().to_string();
+    event.server_port = local.port();
+  }
+  socket.set_option(tcp::no_delay(true), ec);
+
+  beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), env.ssl_context);
+  TlsConnectionState state;
+  state.certificates = env.certificates.snapshot();
+  state.challenges = &env.challenges;
+  state.local_address = event.server_address;
+  SSL* ssl = stream.native_handle();
+  SSL_set_ex_data(ssl, state_index(), &state);
+  SSL_set_msg_callback(ssl, on_tls_message);
+  SSL_set_msg_callback_arg(ssl, &state);
+
+  beast::get_lowest_layer(stream).expires_after(env.config.tls.handshake_timeout);
+  auto [handshake_error] = co_await stream.async_handshake(asio::ssl::stream_base::server, use_tuple);
+  SSL_set_msg_callback(ssl, nullptr);
+
+  event.duration_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+  event.server_name = state.server_name;
+  event.offered_alpn = state.offered_alpn;
+  if (state.selected) {
+    event.cert_name = state.selected->name;
+    event.cert_serial = state.selected->serial;
+    event.cert_sha256 = state.selected->sha256;
+    event.cert_not_after = state.selected->not_after;
+    event.cert_generation = state.selected->generation;
+  }
+  if (state.alert_sent >= 0) event.alert_sent = alert_name(state.alert_sent);
+  if (state.alert_received >= 0) event.alert_received = alert_name(state.alert_received);
+
+  if (!handshake_error) {
+    describe_success(ssl, event);
+    event.outcome = state.challenge ? HandshakeOutcome::acme_challenge : HandshakeOutcome::ok;
+  } else {
+    event.error_type = classify_handshake_failure({handshake_error, state.rejection, state.alert_received,
+                                                   state.client_hello_seen, state.bytes_received});
+    event.outcome = event.error_type == "handshake_timeout" ? HandshakeOutcome::timeout : HandshakeOutcome::failed;
+  }
+  bool const plain_http = event.error_type == "not_tls" && !state.client_hello_seen &&
+                          ERR_GET_REASON(static_cast<unsigned long>(handshake_error.value())) == SSL_R_HTTP_REQUEST;
+  bool const is_challenge = state.challenge != nullptr;
+  HttpClientInfo client{event.client_address, state.server_name};
+  env.log.submit(std::move(event));
+
+  if (handshake_error) {
+    if (plain_http) co_await answer_plain_http(beast::get_lowest_layer(stream));
+    co_return;
+  }
+  if (is_challenge) {
+    // The validator only needed our certificate; say goodbye properly.
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+    co_await stream.async_shutdown(use_tuple);
+    co_return;
+  }
+  co_await serve_http(stream, env.config, client);
+}
+
+}  // namespace edge::proxy

@@ -1,0 +1,106 @@
+#include "config_loader.hpp"
+
+#include <gtest/gtest.h>
+
+namespace edge::cli {
+namespace {
+
+std::filesystem::path const kData = EDGE_TEST_DATA;
+
+TEST(ConfigLoader, SpineExampleLoadsUnchanged) {
+  auto config = load_config(kData / "spine.yaml");
+  ASSERT_TRUE(config) << config.error().message;
+  EXPECT_EQ(config->mode, TlsMode::acme);
+  EXPECT_EQ(config->store_path, kData / "edge.db");
+  ASSERT_EQ(config->proxy.listen.size(), 2u);
+  EXPECT_EQ(config->proxy.listen[0].host, "127.0.0.1");
+  EXPECT_EQ(config->proxy.listen[0].port, 8443);
+  EXPECT_EQ(config->proxy.listen[1].host, "::1");
+  EXPECT_EQ(config->proxy.listen[1].text(), "[::1]:8443");
+  EXPECT_EQ(config->acme.directory_url, "https://127.0.0.1:14000/dir");
+  EXPECT_EQ(config->acme.ca_bundle, (kData / "pebble-ca.pem").string());
+  EXPECT_EQ(config->acme.contact, std::vector<std::string>{"mailto:ops@edge.test"});
+  EXPECT_EQ(config->acme.key_type, acme::KeyType::ecdsa_p256);
+  ASSERT_EQ(config->acme.certificates.size(), 1u);
+  EXPECT_EQ(config->acme.certificates[0].name, "main");
+  EXPECT_EQ(config->acme.certificates[0].identifiers, (std::vector<std::string>{"edge.test", "127.0.0.1", "::1"}));
+  EXPECT_EQ(config->proxy.tls.handshake_timeout, std::chrono::seconds(10));
+  EXPECT_EQ(config->proxy.tls.min_version, proxy::TlsVersion::tls1_2);
+  EXPECT_EQ(config->proxy.tls.max_version, proxy::TlsVersion::tls1_3);
+  EXPECT_FALSE(config->proxy.tls.session_cache);
+  EXPECT_FALSE(config->proxy.tls.session_tickets);
+  EXPECT_EQ(config->proxy.upstream_timeout, std::chrono::seconds(60));
+  ASSERT_EQ(config->proxy.routes.size(), 1u);
+  EXPECT_EQ(config->proxy.routes[0].path_prefix, "/");
+  EXPECT_EQ(config->proxy.routes[0].upstream.host, "127.0.0.1");
+  EXPECT_EQ(config->proxy.routes[0].upstream.port, 8080);
+  EXPECT_EQ(config->handshake_log_file, (kData / "handshakes.jsonl").string());
+}
+
+std::string error_of(std::string const& yaml) {
+  auto config = parse_config(yaml, "edge.yaml", "/etc/edge");
+  return config ? std::string("(no error)") : config.error().message;
+}
+
+TEST(ConfigLoader, BadVersionNamesFileLineColumnAndKey) {
+  EXPECT_EQ(error_of("proxy:\n  tls:\n    min_protocol_version: \"1.1\"\n"),
+            "edge.yaml:3:27: proxy.tls.min_protocol_version: expected \"1.2\" or \"1.3\", got \"1.1\"");
+}
+
+TEST(ConfigLoader, UnknownKeyIsAnError) {
+  auto const message = error_of("proxy:\n  tls:\n    session_cahce: true\n");
+  EXPECT_EQ(message.rfind("edge.yaml:3:5: proxy.tls.session_cahce: unknown key", 0), 0u) << message;
+  EXPECT_EQ(error_of("stor:\n  path: x\n").rfind("edge.yaml:1:1: stor: unknown key", 0), 0u);
+}
+
+TEST(ConfigLoader, ValueErrorsPointAtTheValue) {
+  EXPECT_EQ(error_of("proxy:\n  listen: [\"127.0.0.1:99999\"]\n"),
+            "edge.yaml:2:12: proxy.listen[0]: port 99999 is out of range 1..65535");
+  EXPECT_EQ(error_of("proxy:\n  tls:\n    handshake_timeout_secs: soon\n"),
+            "edge.yaml:3:29: proxy.tls.handshake_timeout_secs: expected an integer in 1..3600, got \"soon\"");
+  EXPECT_EQ(error_of("proxy:\n  tls:\n    session_tickets: maybe\n"),
+            "edge.yaml:3:22: proxy.tls.session_tickets: expected true or false, got \"maybe\"");
+  EXPECT_EQ(error_of("proxy:\n  tls:\n    mode: acme\n    acme:\n      directory: https://ca/dir\n"
+                     "    certificates:\n      - name: a\n        identifiers: [\"bad name!\"]\n"),
+            "edge.yaml:8:23: proxy.tls.certificates[0].identifiers[0]: \"bad name!\" is neither a DNS name nor an IP address");
+  EXPECT_EQ(error_of("proxy:\n  http:\n    routes:\n      - path_prefix: /\n        upstream: ftp://x/\n"),
+            "edge.yaml:5:19: proxy.http.routes[0].upstream: expected an http:// URL, got \"ftp://x/\"");
+}
+
+TEST(ConfigLoader, AcmeModeNeedsDirectory) {
+  EXPECT_EQ(error_of("proxy:\n  tls:\n    mode: acme\n"), "edge.yaml:3:5: proxy.tls.acme.directory: required when mode is acme");
+}
+
+TEST(ConfigLoader, DuplicateCertificateNames) {
+  auto const message = error_of(
+      "proxy:\n  tls:\n    mode: manual\n    certificates:\n"
+      "      - {name: a, certificate: a.pem, private_key: a.key}\n"
+      "      - {name: a, certificate: b.pem, private_key: b.key}\n");
+  EXPECT_NE(message.find("proxy.tls.certificates[1].name: duplicate certificate name \"a\""), std::string::npos) << message;
+}
+
+TEST(ConfigLoader, ManualModeResolvesPathsAgainstTheConfigDirectory) {
+  auto config = parse_config("proxy:\n  tls:\n    mode: manual\n    certificates:\n"
+                             "      - {name: a, certificate: certs/a.pem, private_key: /abs/a.key}\n",
+                             "edge.yaml", "/etc/edge");
+  ASSERT_TRUE(config) << config.error().message;
+  ASSERT_EQ(config->manual_certificates.size(), 1u);
+  EXPECT_EQ(config->manual_certificates[0].certificate, "/etc/edge/certs/a.pem");
+  EXPECT_EQ(config->manual_certificates[0].private_key, "/abs/a.key");
+}
+
+TEST(ConfigLoader, SyntaxErrorHasPosition) {
+  auto const message = error_of("proxy:\n  listen: [\"a\"\n");
+  EXPECT_EQ(message.rfind("edge.yaml:", 0), 0u);
+  EXPECT_NE(message.find("YAML syntax error"), std::string::npos) << message;
+}
+
+TEST(ConfigLoader, EmptyFileGivesDefaults) {
+  auto config = parse_config("", "edge.yaml", "/etc/edge");
+  ASSERT_TRUE(config);
+  EXPECT_EQ(config->mode, TlsMode::manual);
+  EXPECT_EQ(config->proxy.listen.size(), 2u);
+}
+
+}  // namespace
+}  // namespace edge::cli

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""edged check: a valid file passes; an unknown key and a bad value each fail
+with exit 1 and a message naming file:line:column: key. Nothing starts."""
+
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+EDGED = None
+
+
+class ConfigCheck(unittest.TestCase):
+    def check(self, text):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "edge.yaml")
+            with open(path, "w") as f:
+                f.write(text)
+            result = subprocess.run([EDGED, "check", "--config", path], capture_output=True, timeout=20)
+            return result.returncode, result.stdout.decode() + result.stderr.decode(), path
+
+    def test_unknown_key(self):
+        code, out, path = self.check("store:\n  path: ./edge.db\nproxy:\n  tls:\n    min_protocol_verison: \"1.2\"\n")
+        self.assertEqual(code, 1, out)
+        self.assertIn(f"{path}:5:5: proxy.tls.min_protocol_verison: unknown key", out)
+
+    def test_bad_value(self):
+        code, out, path = self.check("proxy:\n  tls:\n    min_protocol_version: \"1.1\"\n")
+        self.assertEqual(code, 1, out)
+        self.assertIn(f'{path}:3:27: proxy.tls.min_protocol_version: expected "1.2" or "1.3", got "1.1"', out)
+
+    def test_valid(self):
+        code, out, path = self.check("proxy:\n  listen: [\"127.0.0.1:8443\"]\n")
+        self.assertEqual(code, 0, out)
+        self.assertIn("ok", out)
+
+    def test_bad_config_starts_nothing(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "edge.yaml")
+            with open(path, "w") as f:
+                f.write("store:\n  path: ./edge.db\nproxy:\n  workers: many\n")
+            result = subprocess.run([EDGED, "--config", path], capture_output=True, timeout=20)
+            self.assertEqual(result.returncode, 1)
+            self.assertIn("proxy.workers", result.stderr.decode())
+            self.assertFalse(os.path.exists(os.path.join(d, "edge.db")), "no store was created")
+
+
+if __name__ == "__main__":
+    EDGED = sys.argv.pop(1)
+    unittest.main(verbosity=2)
