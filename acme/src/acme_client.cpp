@@ -18,6 +18,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
 
 namespace edge::acme {
@@ -327,25 +328,21 @@ struct AcmeClient::Impl {
 
   // --- Progress rows (observability only: failures there are logged) -----
 
-  struct Progress {
-    store::AcmeOrderRecord order;
-  };
-
-  void save_order(Progress& progress, std::string status, std::string error = {}) {
-    progress.order.status = std::move(status);
-    progress.order.error = std::move(error);
-    progress.order.updated_at = unix_now();
-    if (auto id = store.put_order(progress.order))
-      progress.order.id = *id;
+  void save_order(store::AcmeOrderRecord& progress, std::string status, std::string error = {}) {
+    progress.status = std::move(status);
+    progress.error = std::move(error);
+    progress.updated_at = unix_now();
+    if (auto id = store.put_order(progress))
+      progress.id = *id;
     else
       log("cannot record order progress: " + id.error().message);
   }
 
-  void save_challenge(Progress const& progress, Authorization const& authz,
+  void save_challenge(store::AcmeOrderRecord const& progress, Authorization const& authz,
                       Challenge const* challenge, std::string error = {}) {
-    if (progress.order.id == 0) return;
+    if (progress.id == 0) return;
     store::AcmeChallengeRecord row;
-    row.order_id = progress.order.id;
+    row.order_id = progress.id;
     row.identifier = identifier_label(authz.identifier);
     row.authorization_url = authz.url;
     row.challenge_url = challenge ? challenge->url : std::string();
@@ -362,7 +359,7 @@ struct AcmeClient::Impl {
     Challenge challenge;
   };
 
-  AcmeResult<void> authorize(Order const& order, Progress& progress) {
+  AcmeResult<void> authorize(Order const& order, store::AcmeOrderRecord& progress) {
     PublishedChallenges published(responder);
     std::vector<PendingAuthorization> pending;
 
@@ -405,7 +402,7 @@ struct AcmeClient::Impl {
   }
 
   AcmeResult<void> wait_for_authorizations(std::vector<PendingAuthorization>& pending,
-                                           Progress& progress) {
+                                           store::AcmeOrderRecord& progress) {
     Poller poller(options.stop, options.poll_deadline);
     while (!pending.empty()) {
       if (auto r = poller.wait("authorizations"); !r) return r.error();
@@ -468,11 +465,11 @@ struct AcmeClient::Impl {
     if (!order) return order.error();
     log("order " + order->url + " " + order->status);
 
-    Progress progress;
-    progress.order.certificate_name = spec.name;
-    progress.order.directory_url = config.directory_url;
-    progress.order.order_url = order->url;
-    progress.order.created_at = unix_now();
+    store::AcmeOrderRecord progress;
+    progress.certificate_name = spec.name;
+    progress.directory_url = config.directory_url;
+    progress.order_url = order->url;
+    progress.created_at = unix_now();
     save_order(progress, order->status);
 
     auto result = complete_order(spec, ids, std::move(*order), progress);
@@ -483,13 +480,13 @@ struct AcmeClient::Impl {
     auto const elapsed = std::chrono::duration<double>(Clock::now() - started).count();
     char seconds[32];
     std::snprintf(seconds, sizeof seconds, "%.2f", elapsed);
-    log("order " + progress.order.order_url + " valid in " + seconds + " s");
+    log("order " + progress.order_url + " valid in " + seconds + " s");
     return result;
   }
 
   AcmeResult<store::CertificateRecord> complete_order(CertificateSpec const& spec,
                                                       std::vector<Identifier> const& ids,
-                                                      Order order, Progress& progress) {
+                                                      Order order, store::AcmeOrderRecord& progress) {
     if (order.status == "pending") {
       if (auto r = authorize(order, progress); !r) return r.error();
       // The order turns ready once its last authorization is valid; a server

@@ -2,7 +2,7 @@
 
 #include <edge/acme/acme_client.hpp>
 
-#include "identifiers.hpp"
+#include "renewal_policy.hpp"
 
 #include <edge/store/store.hpp>
 
@@ -21,7 +21,6 @@ namespace edge::acme {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr std::chrono::seconds first_backoff{5};
 
 // One line per event on stderr; a single fwrite keeps lines from different
 // threads from interleaving.
@@ -34,30 +33,6 @@ void log_line(std::string_view name, std::string const& message) {
   line += message;
   line += '\n';
   std::fwrite(line.data(), 1, line.size(), stderr);
-}
-
-std::string utc_time(std::int64_t unix_seconds) {
-  std::time_t const t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buffer;
-}
-
-// Why `spec` needs a new certificate now, or nullopt when the current one is fine.
-std::optional<std::string> reason_to_issue(std::optional<store::CertificateRecord> const& current,
-                                           CertificateSpec const& spec, bool forced,
-                                           std::int64_t now) {
-  if (forced) return "renewal requested";
-  if (!current) return "no certificate";
-  if (!same_identifier_set(current->identifiers, spec.identifiers)) return "identifiers changed";
-  // Renew with a third of the lifetime left, as Let's Encrypt suggests for
-  // 90-day certificates; scales down to very short test validities.
-  auto const lifetime = current->not_after - current->not_before;
-  if (now >= current->not_after - lifetime / 3)
-    return "renewal due (expires " + utc_time(current->not_after) + ")";
-  return std::nullopt;
 }
 
 struct Backoff {
@@ -179,14 +154,9 @@ struct RenewalScheduler::Impl {
 
     if (!result) {
       if (stop.stop_requested()) return;  // shutting down, not a failure
-      state.delay = std::min(state.delay.count() == 0 ? first_backoff : state.delay * 2,
-                             config.max_backoff);
-      auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(state.delay);
-      if (result.error().retry_after && *result.error().retry_after > delay)
-        delay = *result.error().retry_after;
-      // Up to 10 % jitter, so many edges behind one CA do not retry in step.
-      std::uniform_int_distribution<long long> jitter(0, delay.count() / 10);
-      delay += std::chrono::milliseconds(jitter(random));
+      state.delay = next_backoff(state.delay, config.max_backoff);
+      auto const delay = retry_delay(state.delay, result.error().retry_after,
+                                     std::uniform_real_distribution<double>(0.0, 1.0)(random));
       state.next_attempt = Clock::now() + delay;
       char retry[32];
       std::snprintf(retry, sizeof retry, "%.1f s", static_cast<double>(delay.count()) / 1000.0);

@@ -13,6 +13,8 @@
 #include <fstream>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <mutex>
+#include <set>
 #include <unordered_map>
 
 namespace edge::store {
@@ -637,6 +639,20 @@ Result<void> create_private_file(std::string const& path) {
   return {};
 }
 
+std::mutex validated_mutex;
+std::set<std::string>& validated_paths() {
+  static std::set<std::string> paths;
+  return paths;
+}
+bool already_validated(std::string const& canonical) {
+  std::lock_guard lock(validated_mutex);
+  return validated_paths().contains(canonical);
+}
+void mark_validated(std::string const& canonical) {
+  std::lock_guard lock(validated_mutex);
+  validated_paths().insert(canonical);
+}
+
 // Checked before SQLite sees the file, so nothing is ever written to a file
 // that is not a database. An empty file is a database SQLite has yet to write.
 Result<void> check_sqlite_header(std::string const& path) {
@@ -666,7 +682,14 @@ Result<std::unique_ptr<Store>> open_sqlite_store(std::filesystem::path const& pa
   if (created) {
     if (auto r = create_private_file(name); !r) return r.error();
   }
-  if (auto r = check_sqlite_header(name); !r) return r.error();
+  // POSIX advisory locks belong to the process: closing ANY descriptor of the
+  // file drops the locks every SQLite connection of this process holds on it,
+  // after which another process may checkpoint and delete the WAL under us.
+  // So the raw header check runs only before this process first opens a path.
+  auto const canonical = std::filesystem::weakly_canonical(path, ec).string();
+  if (!already_validated(canonical)) {
+    if (auto r = check_sqlite_header(name); !r) return r.error();
+  }
 
   // Inspect through a read-only connection first: even reading with a
   // read-write connection could roll back a hot journal or checkpoint a WAL,
@@ -685,6 +708,7 @@ Result<std::unique_ptr<Store>> open_sqlite_store(std::filesystem::path const& pa
       return StoreError{name + ": schema version " + std::to_string(state->version) +
                         " is older than " + std::to_string(schema_version) +
                         "; open it read-write once (start edged) to migrate it"};
+    mark_validated(canonical);
     return std::unique_ptr<Store>(std::move(*probe));
   }
   probe->reset();
@@ -699,6 +723,7 @@ Result<std::unique_ptr<Store>> open_sqlite_store(std::filesystem::path const& pa
                                                       std::filesystem::perms::owner_write,
                                    ec);  // best effort: SQLite already copies the mode
   }
+  mark_validated(canonical);
   return std::unique_ptr<Store>(std::move(*store));
 }
 

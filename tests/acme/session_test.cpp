@@ -164,15 +164,17 @@ TEST_F(SessionTest, BadNonceWithoutNewNonceAsksNewNonce) {
   EXPECT_EQ(sent(transport.requests[4]).header.at("nonce").as_string(), "nonce-2");
 }
 
-TEST_F(SessionTest, GivesUpAfterTenBadNonceRetries) {
+TEST_F(SessionTest, GivesUpAfterMaxBadNonceRetries) {
+  constexpr int attempts = AcmeSession::max_bad_nonce_retries + 1;
   transport.script.push_back(response(200, "", "n0", ""));
-  for (int i = 1; i <= 11; ++i) transport.script.push_back(bad_nonce("n" + std::to_string(i)));
+  for (int i = 1; i <= attempts; ++i)
+    transport.script.push_back(bad_nonce("n" + std::to_string(i)));
   auto const r = session.post("https://127.0.0.1:14000/x", "{}");
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().type, problem::bad_nonce);
   EXPECT_EQ(r.error().status, 400);
   EXPECT_EQ(session.bad_nonce_retries(), AcmeSession::max_bad_nonce_retries);
-  EXPECT_EQ(transport.requests.size(), 2u + 11u);  // directory, HEAD, 1 + 10 POSTs
+  EXPECT_EQ(transport.requests.size(), 2u + attempts);  // directory, HEAD, the POSTs
   EXPECT_TRUE(transport.script.empty());
 }
 

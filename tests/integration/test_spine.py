@@ -9,6 +9,7 @@ Usage: test_spine.py --edged PATH --edgectl PATH"""
 
 import argparse
 import http.client
+import shutil
 import json
 import os
 import socket
@@ -42,8 +43,7 @@ class HttpsToLoopback(http.client.HTTPSConnection):
 class Spine(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory(prefix="edge-spine-")
-        cls.dir = cls.tmp.name
+        cls.dir = tempfile.mkdtemp(prefix="edge-spine-")
         cls.port = et.free_port()
         cls.pebble = Pebble(tls_port=cls.port).__enter__()
         cls.upstream = et.Upstream().__enter__()
@@ -92,7 +92,7 @@ handshake_log:
         if os.environ.get("EDGE_KEEP_TEST_DIR"):
             print("kept", cls.dir, file=sys.stderr)
         else:
-            cls.tmp.cleanup()
+            shutil.rmtree(cls.dir, ignore_errors=True)
 
     @classmethod
     def certs(cls):
@@ -263,7 +263,11 @@ handshake_log:
             file_count = len(et.read_jsonl(self.jsonl))
             db_count = et.store_query(self.store, "SELECT COUNT(*) FROM handshakes")[0][0]
             return file_count == db_count and file_count
-        et.wait_for(counts, 10, "file and store to hold the same records")
+        try:
+            et.wait_for(counts, 10, "file and store to hold the same records")
+        except TimeoutError:
+            self.fail("file has %d records, store %d" % (len(et.read_jsonl(self.jsonl)),
+                      et.store_query(self.store, "SELECT COUNT(*) FROM handshakes")[0][0]))
         for port in ports:
             file_hits = [r for r in et.read_jsonl(self.jsonl) if r["client.port"] == port]
             self.assertEqual(len(file_hits), 1)

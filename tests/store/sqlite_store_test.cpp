@@ -10,6 +10,8 @@
 #include <iterator>
 #include <string>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace fs = std::filesystem;
 using namespace edge::store;
@@ -409,3 +411,65 @@ TEST_F(SqliteStoreTest, ReadOnlyOpensAClosedWalStore) {
 }
 
 }  // namespace
+
+namespace {
+
+// Counts handshakes from a fresh process, as edgectl would see them.
+std::int64_t count_in_child(fs::path const& path) {
+  int pipe_fds[2];
+  if (::pipe(pipe_fds) != 0) return -1;
+  pid_t const pid = ::fork();
+  if (pid == 0) {
+    ::close(pipe_fds[0]);
+    std::int64_t n = -1;
+    if (auto s = open_sqlite_store(path, OpenMode::read_only)) {
+      if (auto rows = (*s)->handshakes({std::nullopt, false, 0})) n = static_cast<std::int64_t>(rows->size());
+    }
+    [[maybe_unused]] auto w = ::write(pipe_fds[1], &n, sizeof n);
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  std::int64_t n = -2;
+  [[maybe_unused]] auto r = ::read(pipe_fds[0], &n, sizeof n);
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return n;
+}
+
+// A writer in another process that opens and closes the store.
+void open_and_close_in_child(fs::path const& path) {
+  pid_t const pid = ::fork();
+  if (pid == 0) {
+    { auto s = open_sqlite_store(path, OpenMode::read_write); }
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+}
+
+}  // namespace
+
+// Regression: opening a second connection in the same process must not drop
+// the first one's POSIX locks; otherwise another process closing the store
+// believes it is the last user, deletes the WAL, and every later write of the
+// first connection vanishes into an unlinked file (seen in edged: handshake
+// records written but invisible to edgectl).
+TEST_F(SqliteStoreTest, SecondConnectionInProcessKeepsWalWritesVisible) {
+  auto writer = open();
+  ASSERT_TRUE(writer);
+  HandshakeRecord h;
+  h.timestamp_us = 1;
+  h.outcome = "ok";
+  h.json = "{}";
+  ASSERT_TRUE(writer->append_handshakes(std::span<HandshakeRecord const>(&h, 1)));
+  auto second = open();  // e.g. the renewal thread's own connection
+  ASSERT_TRUE(second);
+  auto third = open();
+  ASSERT_TRUE(third);
+  EXPECT_EQ(count_in_child(path_), 1);  // edgectl reading
+  open_and_close_in_child(path_);       // edgectl renew
+  ASSERT_TRUE(second->append_handshakes(std::span<HandshakeRecord const>(&h, 1)));
+  ASSERT_TRUE(writer->append_handshakes(std::span<HandshakeRecord const>(&h, 1)));
+  EXPECT_EQ(count_in_child(path_), 3);
+}
