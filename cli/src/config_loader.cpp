@@ -1,144 +1,20 @@
 #include "config_loader.hpp"
 
-#include <yaml-cpp/yaml.h>
-
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "yaml_reader.hpp"
+
 namespace edge::cli {
 namespace {
-
-struct ConfigFailure {
-  std::string message;
-};
-
-// Walks the YAML tree with the key path at hand, so that every complaint can
-// say where it is: file:line:column: key.path: what is wrong.
-class Reader {
- public:
-  Reader(std::string file, std::filesystem::path base) : file_(std::move(file)), base_(std::move(base)) {}
-
-  [[noreturn]] void fail(YAML::Node const& node, std::string const& key, std::string const& what) const {
-    auto const mark = node.Mark();
-    std::ostringstream out;
-    out << file_;
-    if (mark.line >= 0) out << ':' << mark.line + 1 << ':' << mark.column + 1;
-    out << ": " << key << ": " << what;
-    throw ConfigFailure{out.str()};
-  }
-
-  // Unknown keys are errors: a typo must not silently fall back to a default.
-  void only_keys(YAML::Node const& map, std::string const& key, std::set<std::string> const& allowed) const {
-    if (!map.IsMap()) fail(map, key, "expected a mapping");
-    for (auto const& entry : map) {
-      auto const name = entry.first.as<std::string>();
-      if (!allowed.contains(name)) {
-        std::string list;
-        for (auto const& a : allowed) list += (list.empty() ? "" : ", ") + a;
-        fail(entry.first, join(key, name), "unknown key (expected one of: " + list + ")");
-      }
-    }
-  }
-
-  std::string string(YAML::Node const& node, std::string const& key) const {
-    if (!node.IsScalar()) fail(node, key, "expected a string");
-    return node.Scalar();
-  }
-
-  bool boolean(YAML::Node const& node, std::string const& key) const {
-    if (node.IsScalar()) {
-      auto const& s = node.Scalar();
-      if (s == "true" || s == "on" || s == "yes") return true;
-      if (s == "false" || s == "off" || s == "no") return false;
-    }
-    fail(node, key, "expected true or false, got \"" + describe(node) + "\"");
-  }
-
-  long integer(YAML::Node const& node, std::string const& key, long min, long max) const {
-    if (node.IsScalar()) {
-      try {
-        std::size_t used = 0;
-        long const value = std::stol(node.Scalar(), &used);
-        if (used == node.Scalar().size() && value >= min && value <= max) return value;
-      } catch (std::exception const&) {
-      }
-    }
-    fail(node, key, "expected an integer in " + std::to_string(min) + ".." + std::to_string(max) + ", got \"" +
-                        describe(node) + "\"");
-  }
-
-  std::vector<std::string> strings(YAML::Node const& node, std::string const& key) const {
-    if (!node.IsSequence()) fail(node, key, "expected a list of strings");
-    std::vector<std::string> out;
-    for (std::size_t i = 0; i < node.size(); ++i) out.push_back(string(node[i], index(key, i)));
-    return out;
-  }
-
-  std::filesystem::path path(YAML::Node const& node, std::string const& key) const {
-    auto const text = string(node, key);
-    if (text.empty()) fail(node, key, "expected a path, got an empty string");
-    std::filesystem::path p(text);
-    return p.is_absolute() ? p : (base_ / p).lexically_normal();
-  }
-
-  static std::string join(std::string const& parent, std::string const& name) {
-    return parent.empty() ? name : parent + "." + name;
-  }
-  static std::string index(std::string const& parent, std::size_t i) {
-    return parent + "[" + std::to_string(i) + "]";
-  }
-  static std::string describe(YAML::Node const& node) {
-    return node.IsScalar() ? node.Scalar() : node.IsSequence() ? "a list" : node.IsMap() ? "a mapping" : "null";
-  }
-
-  std::filesystem::path const& base() const { return base_; }
-
- private:
-  std::string file_;
-  std::filesystem::path base_;
-};
-
-bool is_ip_literal(std::string const& text) {
-  unsigned char buf[16];
-  return inet_pton(AF_INET, text.c_str(), buf) == 1 || inet_pton(AF_INET6, text.c_str(), buf) == 1;
-}
-
-bool is_dns_name(std::string_view name) {
-  if (name.starts_with("*.")) name.remove_prefix(2);
-  if (name.empty() || name.size() > 253) return false;
-  std::size_t label = 0;
-  for (std::size_t i = 0; i <= name.size(); ++i) {
-    if (i == name.size() || name[i] == '.') {
-      if (label == 0 || label > 63 || name[i - 1] == '-' || name[i - label] == '-') return false;
-      label = 0;
-      continue;
-    }
-    char const c = name[i];
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-')) return false;
-    ++label;
-  }
-  return true;
-}
 
 proxy::TlsVersion tls_version(Reader const& r, YAML::Node const& node, std::string const& key) {
   auto const text = node.IsScalar() ? node.Scalar() : Reader::describe(node);
   if (text == "1.2") return proxy::TlsVersion::tls1_2;
   if (text == "1.3") return proxy::TlsVersion::tls1_3;
   r.fail(node, key, "expected \"1.2\" or \"1.3\", got \"" + text + "\"");
-}
-
-acme::KeyType key_type(Reader const& r, YAML::Node const& node, std::string const& key) {
-  auto const text = r.string(node, key);
-  if (text == "ecdsa-p256") return acme::KeyType::ecdsa_p256;
-  if (text == "ecdsa-p384") return acme::KeyType::ecdsa_p384;
-  if (text == "rsa-2048") return acme::KeyType::rsa_2048;
-  if (text == "rsa-3072") return acme::KeyType::rsa_3072;
-  if (text == "rsa-4096") return acme::KeyType::rsa_4096;
-  r.fail(node, key, "expected one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, got \"" + text + "\"");
 }
 
 proxy::HttpRoute route(Reader const& r, YAML::Node const& node, std::string const& key) {
@@ -189,75 +65,44 @@ proxy::HttpRoute route(Reader const& r, YAML::Node const& node, std::string cons
   return out;
 }
 
-void read_certificates(Reader const& r, YAML::Node const& list, std::string const& key, EdgeConfig& config) {
-  if (!list.IsSequence()) r.fail(list, key, "expected a list of certificates");
-  std::set<std::string> names;
-  for (std::size_t i = 0; i < list.size(); ++i) {
-    auto const& node = list[i];
-    auto const item = Reader::index(key, i);
-    r.only_keys(node, item, {"name", "identifiers", "certificate", "private_key"});
-    if (!node["name"]) r.fail(node, item, "missing key \"name\"");
-    auto const name = r.string(node["name"], item + ".name");
-    if (name.empty()) r.fail(node["name"], item + ".name", "must not be empty");
-    if (!names.insert(name).second) r.fail(node["name"], item + ".name", "duplicate certificate name \"" + name + "\"");
-    if (config.mode == TlsMode::acme) {
-      if (node["certificate"] || node["private_key"]) {
-        r.fail(node, item, "\"certificate\"/\"private_key\" belong to mode: manual; mode is acme");
-      }
-      if (!node["identifiers"]) r.fail(node, item, "missing key \"identifiers\"");
-      auto const ids_key = item + ".identifiers";
-      auto ids = r.strings(node["identifiers"], ids_key);
-      if (ids.empty()) r.fail(node["identifiers"], ids_key, "needs at least one DNS name or IP address");
-      for (std::size_t j = 0; j < ids.size(); ++j) {
-        if (!is_ip_literal(ids[j]) && !is_dns_name(ids[j])) {
-          r.fail(node["identifiers"][j], Reader::index(ids_key, j),
-                 "\"" + ids[j] + "\" is neither a DNS name nor an IP address");
-        }
-      }
-      config.acme.certificates.push_back({name, std::move(ids)});
-    } else {
-      if (node["identifiers"]) r.fail(node["identifiers"], item + ".identifiers",
-                                      "identifiers come from the certificate in mode: manual");
-      if (!node["certificate"]) r.fail(node, item, "missing key \"certificate\"");
-      if (!node["private_key"]) r.fail(node, item, "missing key \"private_key\"");
-      config.manual_certificates.push_back({name, r.path(node["certificate"], item + ".certificate"),
-                                            r.path(node["private_key"], item + ".private_key")});
-    }
-  }
-}
-
 void read_tls(Reader const& r, YAML::Node const& tls, EdgeConfig& config) {
   std::string const key = "proxy.tls";
-  r.only_keys(tls, key, {"mode", "acme", "certificates", "handshake_timeout_secs", "min_protocol_version",
-                         "max_protocol_version", "session_cache", "session_tickets"});
+  r.only_keys(tls, key,
+              {"mode", "acme", "certificates", "certificate", "private_key", "handshake_timeout_secs",
+               "min_protocol_version", "max_protocol_version", "session_cache", "session_tickets"});
   if (auto mode = tls["mode"]) {
     auto const text = r.string(mode, key + ".mode");
-    if (text == "acme") config.mode = TlsMode::acme;
-    else if (text == "manual") config.mode = TlsMode::manual;
-    else r.fail(mode, key + ".mode", "expected \"acme\" or \"manual\", got \"" + text + "\"");
+    if (text == "acme")
+      config.mode = TlsMode::acme;
+    else if (text == "manual")
+      config.mode = TlsMode::manual;
+    else
+      r.fail(mode, key + ".mode", "expected \"acme\" or \"manual\", got \"" + text + "\"");
   }
-  if (auto acme = tls["acme"]) {
-    std::string const akey = key + ".acme";
-    r.only_keys(acme, akey, {"directory", "ca_bundle", "contact", "key_type"});
-    if (acme["directory"]) {
-      config.acme.directory_url = r.string(acme["directory"], akey + ".directory");
-      if (!config.acme.directory_url.starts_with("https://")) {
-        r.fail(acme["directory"], akey + ".directory", "expected an https:// URL");
-      }
-    }
-    if (acme["ca_bundle"]) config.acme.ca_bundle = r.path(acme["ca_bundle"], akey + ".ca_bundle").string();
-    if (acme["contact"]) config.acme.contact = r.strings(acme["contact"], akey + ".contact");
-    if (acme["key_type"]) config.acme.key_type = key_type(r, acme["key_type"], akey + ".key_type");
-  }
+  if (auto acme = tls["acme"]) read_acme(r, acme, key + ".acme", config);
   if (config.mode == TlsMode::acme && config.acme.directory_url.empty()) {
     r.fail(tls, key + ".acme.directory", "required when mode is acme");
   }
   if (auto certs = tls["certificates"]) read_certificates(r, certs, key + ".certificates", config);
+  // The original design's single manual certificate: proxy.tls.certificate + private_key.
+  if (tls["certificate"] || tls["private_key"]) {
+    auto const& present = tls["certificate"] ? tls["certificate"] : tls["private_key"];
+    if (config.mode != TlsMode::manual) r.fail(present, key + ".certificate", "belongs to mode: manual");
+    if (!tls["certificate"]) r.fail(tls, key, "missing key \"certificate\" (private_key is set)");
+    if (!tls["private_key"]) r.fail(tls, key, "missing key \"private_key\" (certificate is set)");
+    for (auto const& existing : config.manual_certificates) {
+      if (existing.name == "default") r.fail(present, key + ".certificate", "a certificate named \"default\" is also listed");
+    }
+    config.manual_certificates.push_back(
+        {"default", r.path(tls["certificate"], key + ".certificate"), r.path(tls["private_key"], key + ".private_key")});
+  }
   if (auto t = tls["handshake_timeout_secs"]) {
     config.proxy.tls.handshake_timeout = std::chrono::seconds(r.integer(t, key + ".handshake_timeout_secs", 1, 3600));
   }
-  if (auto v = tls["min_protocol_version"]) config.proxy.tls.min_version = tls_version(r, v, key + ".min_protocol_version");
-  if (auto v = tls["max_protocol_version"]) config.proxy.tls.max_version = tls_version(r, v, key + ".max_protocol_version");
+  if (auto v = tls["min_protocol_version"])
+    config.proxy.tls.min_version = tls_version(r, v, key + ".min_protocol_version");
+  if (auto v = tls["max_protocol_version"])
+    config.proxy.tls.max_version = tls_version(r, v, key + ".max_protocol_version");
   if (config.proxy.tls.min_version > config.proxy.tls.max_version) {
     r.fail(tls["max_protocol_version"], key + ".max_protocol_version", "is lower than min_protocol_version");
   }
@@ -274,7 +119,8 @@ void read_proxy(Reader const& r, YAML::Node const& proxy, EdgeConfig& config) {
     for (std::size_t i = 0; i < texts.size(); ++i) {
       proxy::ListenAddress address;
       std::string why;
-      if (!proxy::parse_listen_address(texts[i], address, why)) r.fail(listen[i], Reader::index("proxy.listen", i), why);
+      if (!proxy::parse_listen_address(texts[i], address, why))
+        r.fail(listen[i], Reader::index("proxy.listen", i), why);
       config.proxy.listen.push_back(address);
     }
   }
@@ -305,7 +151,7 @@ EdgeConfig default_config() {
 }
 
 boost::system::result<EdgeConfig, ConfigError> parse_config(std::string const& text, std::string const& name,
-                                                           std::filesystem::path const& base_directory) {
+                                                            std::filesystem::path const& base_directory) {
   Reader const r(name, base_directory);
   try {
     YAML::Node const root = YAML::Load(text);

@@ -89,6 +89,18 @@ TEST(ConfigLoader, ManualModeResolvesPathsAgainstTheConfigDirectory) {
   EXPECT_EQ(config->manual_certificates[0].private_key, "/abs/a.key");
 }
 
+TEST(ConfigLoader, SingleManualCertificateAsInTheOriginalDesign) {
+  auto config = parse_config("proxy:\n  tls:\n    mode: manual\n    certificate: /p/fullchain.pem\n"
+                             "    private_key: /p/privkey.pem\n",
+                             "edge.yaml", "/etc/edge");
+  ASSERT_TRUE(config) << config.error().message;
+  ASSERT_EQ(config->manual_certificates.size(), 1u);
+  EXPECT_EQ(config->manual_certificates[0].name, "default");
+  EXPECT_EQ(config->manual_certificates[0].certificate, "/p/fullchain.pem");
+  EXPECT_EQ(error_of("proxy:\n  tls:\n    mode: manual\n    certificate: /p/fullchain.pem\n"),
+            "edge.yaml:3:5: proxy.tls: missing key \"private_key\" (certificate is set)");
+}
+
 TEST(ConfigLoader, SyntaxErrorHasPosition) {
   auto const message = error_of("proxy:\n  listen: [\"a\"\n");
   EXPECT_EQ(message.rfind("edge.yaml:", 0), 0u);
