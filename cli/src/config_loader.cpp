@@ -65,11 +65,108 @@ proxy::HttpRoute route(Reader const& r, YAML::Node const& node, std::string cons
   return out;
 }
 
+proxy::UnknownSniPolicy unknown_sni_policy(Reader const& r, YAML::Node const& node, std::string const& key) {
+  auto const text = r.string(node, key);
+  if (text == "default") return proxy::UnknownSniPolicy::default_certificate;
+  if (text == "reject") return proxy::UnknownSniPolicy::reject;
+  if (text == "drop") return proxy::UnknownSniPolicy::drop;
+  r.fail(node, key, "expected default, reject or drop, got \"" + text + "\"");
+}
+
+// "127.0.0.1:8443", or {address: "127.0.0.1:8443", unknown_sni: drop}.
+proxy::ListenAddress listen_address(Reader const& r, YAML::Node const& node, std::size_t i) {
+  auto const key = Reader::index("proxy.listen", i);
+  proxy::ListenAddress address;
+  YAML::Node text_node = node;
+  if (node.IsMap()) {
+    r.only_keys(node, key, {"address", "unknown_sni"});
+    if (!node["address"]) r.fail(node, key, "missing key \"address\"");
+    text_node = node["address"];
+  }
+  std::string why;
+  if (!proxy::parse_listen_address(r.string(text_node, key), address, why)) r.fail(text_node, key, why);
+  if (node.IsMap() && node["unknown_sni"]) {
+    address.unknown_sni = unknown_sni_policy(r, node["unknown_sni"], key + ".unknown_sni");
+  }
+  return address;
+}
+
+// A list of names ("[a, b]") or OpenSSL's colon syntax ("a:b"), checked by `check`.
+template <class Check>
+std::string openssl_list(Reader const& r, YAML::Node const& node, std::string const& key, Check check) {
+  std::string joined;
+  if (node.IsSequence()) {
+    for (std::size_t i = 0; i < node.size(); ++i) joined += (i ? ":" : "") + r.string(node[i], Reader::index(key, i));
+  } else {
+    joined = r.string(node, key);
+  }
+  std::string why;
+  if (joined.empty() || !check(joined, why)) r.fail(node, key, joined.empty() ? "must not be empty" : why);
+  return joined;
+}
+
+proxy::SniEntry sni_entry(Reader const& r, YAML::Node const& node, std::string const& key) {
+  r.only_keys(node, key, {"server_name", "client_auth", "client_ca", "crl"});
+  proxy::SniEntry entry;
+  if (!node["server_name"]) r.fail(node, key, "missing key \"server_name\"");
+  entry.server_name = r.string(node["server_name"], key + ".server_name");
+  if (!is_dns_name(entry.server_name)) {
+    r.fail(node["server_name"], key + ".server_name", "\"" + entry.server_name + "\" is not a DNS name or *.wildcard");
+  }
+  if (auto mode = node["client_auth"]) {
+    auto const text = r.string(mode, key + ".client_auth");
+    if (text == "none")
+      entry.client_auth.mode = proxy::ClientAuth::none;
+    else if (text == "optional")
+      entry.client_auth.mode = proxy::ClientAuth::optional;
+    else if (text == "required")
+      entry.client_auth.mode = proxy::ClientAuth::required;
+    else
+      r.fail(mode, key + ".client_auth", "expected none, optional or required, got \"" + text + "\"");
+  }
+  if (node["client_ca"]) entry.client_auth.client_ca_file = r.path(node["client_ca"], key + ".client_ca").string();
+  if (auto crl = node["crl"]) {
+    if (crl.IsSequence()) {
+      for (std::size_t i = 0; i < crl.size(); ++i) {
+        entry.client_auth.crl_files.push_back(r.path(crl[i], Reader::index(key + ".crl", i)).string());
+      }
+    } else {
+      entry.client_auth.crl_files.push_back(r.path(crl, key + ".crl").string());
+    }
+  }
+  if (entry.client_auth.mode != proxy::ClientAuth::none && entry.client_auth.client_ca_file.empty()) {
+    r.fail(node, key + ".client_ca", "required when client_auth is " + r.string(node["client_auth"], key));
+  }
+  std::string why;
+  if (entry.client_auth.mode != proxy::ClientAuth::none && !proxy::check_client_auth_files(entry.client_auth, why)) {
+    r.fail(node["client_ca"], key + ".client_ca", why);
+  }
+  return entry;
+}
+
+void read_routing(Reader const& r, YAML::Node const& routing, EdgeConfig& config) {
+  std::string const key = "proxy.tls.routing";
+  r.only_keys(routing, key, {"sni"});
+  if (auto sni = routing["sni"]) {
+    if (!sni.IsSequence()) r.fail(sni, key + ".sni", "expected a list of SNI entries");
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < sni.size(); ++i) {
+      auto entry = sni_entry(r, sni[i], Reader::index(key + ".sni", i));
+      if (!seen.insert(entry.server_name).second) {
+        r.fail(sni[i]["server_name"], Reader::index(key + ".sni", i) + ".server_name",
+               "duplicate server_name \"" + entry.server_name + "\"");
+      }
+      config.proxy.tls.sni.push_back(std::move(entry));
+    }
+  }
+}
+
 void read_tls(Reader const& r, YAML::Node const& tls, EdgeConfig& config) {
   std::string const key = "proxy.tls";
   r.only_keys(tls, key,
               {"mode", "acme", "certificates", "certificate", "private_key", "handshake_timeout_secs",
-               "min_protocol_version", "max_protocol_version", "session_cache", "session_tickets"});
+               "min_protocol_version", "max_protocol_version", "session_cache", "session_cache_size", "session_tickets",
+               "session_ticket_rotation_secs", "cipher_suites", "ciphers", "groups", "unknown_sni", "routing"});
   if (auto mode = tls["mode"]) {
     auto const text = r.string(mode, key + ".mode");
     if (text == "acme")
@@ -91,10 +188,11 @@ void read_tls(Reader const& r, YAML::Node const& tls, EdgeConfig& config) {
     if (!tls["certificate"]) r.fail(tls, key, "missing key \"certificate\" (private_key is set)");
     if (!tls["private_key"]) r.fail(tls, key, "missing key \"private_key\" (certificate is set)");
     for (auto const& existing : config.manual_certificates) {
-      if (existing.name == "default") r.fail(present, key + ".certificate", "a certificate named \"default\" is also listed");
+      if (existing.name == "default")
+        r.fail(present, key + ".certificate", "a certificate named \"default\" is also listed");
     }
-    config.manual_certificates.push_back(
-        {"default", r.path(tls["certificate"], key + ".certificate"), r.path(tls["private_key"], key + ".private_key")});
+    config.manual_certificates.push_back({"default", r.path(tls["certificate"], key + ".certificate"),
+                                          r.path(tls["private_key"], key + ".private_key")});
   }
   if (auto t = tls["handshake_timeout_secs"]) {
     config.proxy.tls.handshake_timeout = std::chrono::seconds(r.integer(t, key + ".handshake_timeout_secs", 1, 3600));
@@ -108,21 +206,29 @@ void read_tls(Reader const& r, YAML::Node const& tls, EdgeConfig& config) {
   }
   if (auto v = tls["session_cache"]) config.proxy.tls.session_cache = r.boolean(v, key + ".session_cache");
   if (auto v = tls["session_tickets"]) config.proxy.tls.session_tickets = r.boolean(v, key + ".session_tickets");
+  if (auto v = tls["session_cache_size"]) {
+    config.proxy.tls.session_cache_size =
+        static_cast<std::size_t>(r.integer(v, key + ".session_cache_size", 1, 10'000'000));
+  }
+  if (auto v = tls["session_ticket_rotation_secs"]) {
+    config.proxy.tls.ticket_key_rotation =
+        std::chrono::seconds(r.integer(v, key + ".session_ticket_rotation_secs", 60, 7 * 86400));
+  }
+  if (auto v = tls["cipher_suites"])
+    config.proxy.tls.cipher_suites = openssl_list(r, v, key + ".cipher_suites", proxy::check_cipher_suites);
+  if (auto v = tls["ciphers"]) config.proxy.tls.ciphers = openssl_list(r, v, key + ".ciphers", proxy::check_ciphers);
+  if (auto v = tls["groups"]) config.proxy.tls.groups = openssl_list(r, v, key + ".groups", proxy::check_groups);
+  if (auto v = tls["unknown_sni"]) config.proxy.tls.unknown_sni = unknown_sni_policy(r, v, key + ".unknown_sni");
+  if (auto v = tls["routing"]) read_routing(r, v, config);
 }
 
 void read_proxy(Reader const& r, YAML::Node const& proxy, EdgeConfig& config) {
   r.only_keys(proxy, "proxy", {"listen", "workers", "tls", "http"});
   if (auto listen = proxy["listen"]) {
-    auto const texts = r.strings(listen, "proxy.listen");
-    if (texts.empty()) r.fail(listen, "proxy.listen", "needs at least one address");
+    if (!listen.IsSequence()) r.fail(listen, "proxy.listen", "expected a list of addresses");
+    if (listen.size() == 0) r.fail(listen, "proxy.listen", "needs at least one address");
     config.proxy.listen.clear();
-    for (std::size_t i = 0; i < texts.size(); ++i) {
-      proxy::ListenAddress address;
-      std::string why;
-      if (!proxy::parse_listen_address(texts[i], address, why))
-        r.fail(listen[i], Reader::index("proxy.listen", i), why);
-      config.proxy.listen.push_back(address);
-    }
+    for (std::size_t i = 0; i < listen.size(); ++i) config.proxy.listen.push_back(listen_address(r, listen[i], i));
   }
   if (auto w = proxy["workers"]) config.proxy.workers = static_cast<unsigned>(r.integer(w, "proxy.workers", 0, 256));
   if (auto tls = proxy["tls"]) read_tls(r, tls, config);
@@ -144,7 +250,7 @@ void read_proxy(Reader const& r, YAML::Node const& proxy, EdgeConfig& config) {
 
 EdgeConfig default_config() {
   EdgeConfig config;
-  proxy::ListenAddress v4{"127.0.0.1", 8443}, v6{"::1", 8443};
+  proxy::ListenAddress v4{"127.0.0.1", 8443, std::nullopt}, v6{"::1", 8443, std::nullopt};
   config.proxy.listen = {v4, v6};
   config.handshake_log_file = "-";
   return config;

@@ -1,4 +1,5 @@
 #include "tls_contexts.hpp"
+#include "tls_policy.hpp"
 
 #include <edge/proxy/certificate_registry.hpp>
 
@@ -65,22 +66,6 @@ std::string to_lower_ascii(std::string_view text) {
   std::transform(out.begin(), out.end(), out.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return out;
-}
-
-void apply_tls_policy(SSL_CTX* ctx, TlsPolicy const& policy) {
-  auto version = [](TlsVersion v) { return v == TlsVersion::tls1_2 ? TLS1_2_VERSION : TLS1_3_VERSION; };
-  SSL_CTX_set_min_proto_version(ctx, version(policy.min_version));
-  SSL_CTX_set_max_proto_version(ctx, version(policy.max_version));
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                               SSL_OP_NO_COMPRESSION);
-  SSL_CTX_set_session_cache_mode(ctx, policy.session_cache ? SSL_SESS_CACHE_SERVER : SSL_SESS_CACHE_OFF);
-  if (!policy.session_tickets) {
-    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-    // TLS 1.3 sends tickets unless told not to; each costs server CPU.
-    SSL_CTX_set_num_tickets(ctx, 0);
-  }
-  static unsigned char const kSessionContext[] = "edge";
-  SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof kSessionContext - 1);
 }
 
 SslCtxPtr make_certificate_context(TlsPolicy const& policy, std::string_view chain_pem,

@@ -1,5 +1,7 @@
 #include "client_hello.hpp"
 
+#include <cstdio>
+
 namespace edge::proxy {
 namespace {
 
@@ -73,6 +75,36 @@ std::optional<std::vector<std::string>> parse_alpn_extension(std::span<std::uint
     protocols.push_back(text(name));
   }
   return protocols;
+}
+
+}  // namespace edge::proxy
+
+namespace edge::proxy {
+
+std::optional<std::vector<std::uint16_t>> parse_supported_versions_extension(std::span<std::uint8_t const> body) {
+  if (body.empty()) return std::nullopt;
+  std::size_t const len = body[0];
+  if (len + 1 != body.size() || len % 2 != 0 || len == 0) return std::nullopt;
+  std::vector<std::uint16_t> versions;
+  for (std::size_t i = 1; i + 1 < body.size(); i += 2) {
+    versions.push_back(static_cast<std::uint16_t>((body[i] << 8) | body[i + 1]));
+  }
+  return versions;
+}
+
+std::string tls_version_name(std::uint16_t wire_version) {
+  switch (wire_version) {
+    case 0x0304: return "1.3";
+    case 0x0303: return "1.2";
+    case 0x0302: return "1.1";
+    case 0x0301: return "1.0";
+    case 0x0300: return "ssl3";
+    default: {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "0x%04x", wire_version);
+      return buf;
+    }
+  }
 }
 
 }  // namespace edge::proxy

@@ -18,3 +18,13 @@ std::optional<std::string> parse_server_name_extension(std::span<std::uint8_t co
 std::optional<std::vector<std::string>> parse_alpn_extension(std::span<std::uint8_t const> body);
 
 }  // namespace edge::proxy
+
+namespace edge::proxy {
+
+// supported_versions extension body of a ClientHello (RFC 8446 section 4.2.1).
+std::optional<std::vector<std::uint16_t>> parse_supported_versions_extension(std::span<std::uint8_t const> body);
+
+// "1.3", "1.2", "1.1", "1.0", "ssl3", or "0x7f1c" for anything else (GREASE included).
+std::string tls_version_name(std::uint16_t wire_version);
+
+}  // namespace edge::proxy

@@ -68,8 +68,18 @@ std::string to_json(HandshakeEvent const& e) {
   o["client.port"] = e.client_port;
   o["server.address"] = e.server_address;
   o["server.port"] = e.server_port;
+  o["edge.listener"] = e.listener;
+  o["edge.connection.id"] = e.connection_id;
   o["tls.client.server_name"] = e.server_name;
+  if (!e.offered_versions.empty()) o["tls.client.supported_versions"] = e.offered_versions;
   if (!e.offered_alpn.empty()) o["tls.client.supported_protocols"] = e.offered_alpn;
+  if (!e.client_subject.empty()) {
+    o["tls.client.subject"] = e.client_subject;
+    o["tls.client.issuer"] = e.client_issuer;
+    o["tls.client.serial"] = e.client_serial;
+    o["tls.client.not_after"] = rfc3339(e.client_not_after);
+    o["tls.client.hash.sha256"] = e.client_sha256;
+  }
   o["tls.established"] = e.established;
   if (e.established) {
     o["tls.protocol.name"] = "tls";
@@ -87,6 +97,7 @@ std::string to_json(HandshakeEvent const& e) {
     o["tls.server.not_after"] = rfc3339(e.cert_not_after);
   }
   o["edge.handshake.duration_us"] = e.duration_us;
+  if (e.count > 1) o["count"] = e.count;
   return json::serialize(o);
 }
 

@@ -6,6 +6,7 @@
 #include <edge/proxy/server.hpp>
 
 #include "tls_contexts.hpp"
+#include "tls_policy.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -16,6 +17,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <cstdio>
+#include <ctime>
 #include <stdexcept>
 #include <thread>
 
@@ -74,8 +76,11 @@ namespace {
 
 // One event loop, its acceptors and its thread. Connections never leave it.
 struct Worker {
+  unsigned index = 0;
   asio::io_context io{1};
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::vector<ListenerContext> listeners;  // parallel to acceptors
+  std::uint64_t connections = 0;           // touched only by this worker's thread
   std::thread thread;
 };
 
@@ -95,7 +100,13 @@ std::unique_ptr<tcp::acceptor> bind_acceptor(asio::io_context& io, ListenAddress
   return acceptor;
 }
 
-asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, SessionEnvironment const& env) {
+// Unique per process run and readable: "<start time hex>-<worker>-<n>".
+std::string connection_id(std::string const& run, Worker& worker) {
+  return run + "-" + std::to_string(worker.index) + "-" + std::to_string(++worker.connections);
+}
+
+asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, ListenerContext const& listener, Worker& worker,
+                                  SessionEnvironment const& env, std::string const& run) {
   constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
@@ -106,7 +117,8 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, SessionEnvironment co
       co_await pause.async_wait(use_tuple);
       continue;
     }
-    asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(socket), env),
+    asio::co_spawn(acceptor.get_executor(),
+                   serve_connection(std::move(socket), env, listener, connection_id(run, worker)),
                    [](std::exception_ptr error) {
                      if (!error) return;
                      try {
@@ -123,17 +135,31 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, SessionEnvironment co
 struct Server::Impl {
   ProxyConfig config;
   asio::ssl::context ssl_context{asio::ssl::context::tls_server};
+  SniPolicies sni_policies;
+  std::unique_ptr<TicketKeyRing> tickets;
   SessionEnvironment env;
+  std::string run_id;
   std::vector<std::unique_ptr<Worker>> workers;
 
   Impl(ProxyConfig c, CertificateRegistry& certificates, ChallengeRegistry& challenges, HandshakeLog& log)
-      : config(std::move(c)), env{config, ssl_context, certificates, challenges, log} {
+      : config(std::move(c)),
+        sni_policies(config.tls.sni),
+        tickets(config.tls.session_tickets ? std::make_unique<TicketKeyRing>(config.tls.ticket_key_rotation)
+                                           : nullptr),
+        env{config, ssl_context, certificates, challenges, sni_policies, tickets.get(), log} {
     apply_tls_policy(ssl_context.native_handle(), config.tls);
-    install_certificate_selection(ssl_context.native_handle());
+    install_certificate_selection(ssl_context.native_handle(), tickets != nullptr);
+    char run[17];
+    std::snprintf(run, sizeof run, "%llx", static_cast<unsigned long long>(std::time(nullptr)));
+    run_id = run;
     unsigned count = config.workers ? config.workers : std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < count; ++i) {
       auto worker = std::make_unique<Worker>();
-      for (auto const& address : config.listen) worker->acceptors.push_back(bind_acceptor(worker->io, address));
+      worker->index = i;
+      for (auto const& address : config.listen) {
+        worker->acceptors.push_back(bind_acceptor(worker->io, address));
+        worker->listeners.push_back({address.text(), address.unknown_sni.value_or(config.tls.unknown_sni)});
+      }
       workers.push_back(std::move(worker));
     }
   }
@@ -147,8 +173,10 @@ Server::~Server() { stop(); }
 
 void Server::start() {
   for (auto& worker : impl_->workers) {
-    for (auto& acceptor : worker->acceptors) {
-      asio::co_spawn(worker->io, accept_loop(*acceptor, impl_->env), asio::detached);
+    for (std::size_t i = 0; i < worker->acceptors.size(); ++i) {
+      asio::co_spawn(worker->io,
+                     accept_loop(*worker->acceptors[i], worker->listeners[i], *worker, impl_->env, impl_->run_id),
+                     asio::detached);
     }
     worker->thread = std::thread([w = worker.get()] { w->io.run(); });
   }

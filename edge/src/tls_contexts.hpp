@@ -20,8 +20,6 @@ using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
 
 enum class AlpnPolicy { http, acme_tls };
 
-// Applies the version bounds, session cache and ticket settings of `policy`.
-void apply_tls_policy(SSL_CTX* ctx, TlsPolicy const& policy);
 
 // A server context holding one certificate chain and key. Returns nullptr and
 // sets `why` when the PEM does not load or the key does not match.

@@ -4,6 +4,7 @@
 #include "handshake_classifier.hpp"
 #include "http_proxy.hpp"
 #include "tls_contexts.hpp"
+#include "tls_policy.hpp"
 
 #include <edge/proxy/certificate_registry.hpp>
 #include <edge/proxy/challenge_registry.hpp>
@@ -14,8 +15,10 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <openssl/x509v3.h>
 
 #include <chrono>
+#include <ctime>
 
 namespace edge::proxy {
 namespace asio = boost::asio;
@@ -31,15 +34,21 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 struct TlsConnectionState {
   std::shared_ptr<CertificateSet const> certificates;
   ChallengeRegistry const* challenges = nullptr;
+  SniPolicies const* sni_policies = nullptr;
+  TicketKeyRing* tickets = nullptr;
+  UnknownSniPolicy unknown_sni = UnknownSniPolicy::default_certificate;
   std::string local_address;
 
   bool client_hello_seen = false;
   bool bytes_received = false;
+  bool dropped = false;  // closed without an alert on purpose
   std::string server_name;
   std::string offered_alpn;
+  std::string offered_versions;
   ServedCertificate const* selected = nullptr;  // kept alive by `certificates`
   std::shared_ptr<ChallengeContext const> challenge;
-  std::string rejection;  // error.type decided by the ClientHello callback
+  std::string rejection;  // error.type decided by a callback
+  int client_verify_error = 0;
   int alert_sent = -1;
   int alert_received = -1;
 };
@@ -49,14 +58,46 @@ int state_index() {
   return index;
 }
 
-TlsConnectionState& state_of(SSL* ssl) {
-  return *static_cast<TlsConnectionState*>(SSL_get_ex_data(ssl, state_index()));
-}
+TlsConnectionState& state_of(SSL* ssl) { return *static_cast<TlsConnectionState*>(SSL_get_ex_data(ssl, state_index())); }
 
 int refuse(TlsConnectionState& state, int* alert, std::string error_type, int description) {
   state.rejection = std::move(error_type);
   *alert = description;
   return SSL_CLIENT_HELLO_ERROR;
+}
+
+// Silent drop: the alert OpenSSL writes for the failed ClientHello goes to a
+// null BIO, so the client sees only the TCP close. The read side keeps the
+// original BIO, hence the extra reference before swapping the write side.
+int drop_silently(SSL* ssl, TlsConnectionState& state, int* alert, std::string error_type) {
+  BIO* original = SSL_get_wbio(ssl);
+  BIO_up_ref(original);
+  SSL_set0_wbio(ssl, BIO_new(BIO_s_null()));
+  state.dropped = true;
+  return refuse(state, alert, std::move(error_type), SSL_AD_UNRECOGNIZED_NAME);
+}
+
+void read_offered_versions(SSL* ssl, TlsConnectionState& state) {
+  unsigned char const* data = nullptr;
+  std::size_t size = 0;
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &data, &size) == 1) {
+    if (auto versions = parse_supported_versions_extension({data, size})) {
+      for (auto v : *versions) {
+        if ((v & 0x0f0f) == 0x0a0a) continue;  // GREASE (RFC 8701)
+        if (!state.offered_versions.empty()) state.offered_versions += ',';
+        state.offered_versions += tls_version_name(v);
+      }
+      return;
+    }
+  }
+  state.offered_versions = tls_version_name(static_cast<std::uint16_t>(SSL_client_hello_get0_legacy_version(ssl)));
+}
+
+int on_client_verify(int preverify_ok, X509_STORE_CTX* store) {
+  auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  auto& state = state_of(ssl);
+  if (!preverify_ok && state.client_verify_error == 0) state.client_verify_error = X509_STORE_CTX_get_error(store);
+  return preverify_ok;
 }
 
 int on_client_hello(SSL* ssl, int* alert, void*) {
@@ -65,6 +106,7 @@ int on_client_hello(SSL* ssl, int* alert, void*) {
 
   unsigned char const* data = nullptr;
   std::size_t size = 0;
+  read_offered_versions(ssl, state);
   if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &data, &size) == 1) {
     auto name = parse_server_name_extension({data, size});
     if (!name) return refuse(state, alert, "malformed_client_hello", SSL_AD_DECODE_ERROR);
@@ -90,16 +132,40 @@ int on_client_hello(SSL* ssl, int* alert, void*) {
   }
 
   auto const& set = *state.certificates;
-  ServedCertificate const* cert =
-      state.server_name.empty() ? set.find_by_ip(state.local_address) : set.find_by_name(state.server_name);
-  if (!cert) cert = set.fallback();
-  if (!cert) {
-    return state.server_name.empty() ? refuse(state, alert, "no_certificate", SSL_AD_HANDSHAKE_FAILURE)
-                                     : refuse(state, alert, "unknown_sni", SSL_AD_UNRECOGNIZED_NAME);
+  ServedCertificate const* cert = nullptr;
+  if (state.server_name.empty()) {
+    cert = set.find_by_ip(state.local_address);
+    if (!cert) cert = set.fallback();
+    if (!cert) return refuse(state, alert, "no_certificate", SSL_AD_HANDSHAKE_FAILURE);
+  } else {
+    cert = set.find_by_name(state.server_name);
+    if (!cert) {
+      switch (state.unknown_sni) {
+        case UnknownSniPolicy::drop:
+          return drop_silently(ssl, state, alert, "unknown_sni");
+        case UnknownSniPolicy::reject:
+          return refuse(state, alert, "unknown_sni", SSL_AD_UNRECOGNIZED_NAME);
+        case UnknownSniPolicy::default_certificate:
+          cert = set.fallback();
+          if (!cert) return refuse(state, alert, "unknown_sni", SSL_AD_UNRECOGNIZED_NAME);
+          break;
+      }
+    }
   }
   state.selected = cert;
   SSL_set_SSL_CTX(ssl, cert->ctx.get());
+  if (!state.server_name.empty()) {
+    if (auto const* client_auth = state.sni_policies->client_auth(state.server_name)) {
+      client_auth->apply(ssl, on_client_verify);
+    }
+  }
   return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+int on_ticket_key(SSL* ssl, unsigned char key_name[16], unsigned char* iv, EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac,
+                  int encrypt) {
+  auto& state = state_of(ssl);
+  return state.tickets ? state.tickets->handle(key_name, iv, cipher, mac, encrypt) : 0;
 }
 
 // Sees every record and alert in both directions: the only reliable way to
@@ -113,8 +179,7 @@ void on_tls_message(int write_p, int, int content_type, void const* buf, std::si
 }
 
 std::int64_t unix_micros_now() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -125,9 +190,44 @@ std::string negotiated_group(SSL* ssl) {
   return OBJ_nid2sn(nid);
 }
 
+std::string name_text(X509_NAME const* name) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253);
+  char* data = nullptr;
+  long const len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<std::size_t>(len));
+}
+
+void describe_client_certificate(SSL* ssl, HandshakeEvent& event) {
+  X509* peer = SSL_get0_peer_certificate(ssl);
+  if (!peer) return;
+  event.client_subject = name_text(X509_get_subject_name(peer));
+  event.client_issuer = name_text(X509_get_issuer_name(peer));
+  if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(peer), nullptr)) {
+    if (char* hex = BN_bn2hex(bn)) {
+      event.client_serial = hex;
+      OPENSSL_free(hex);
+    }
+    BN_free(bn);
+  }
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(peer), &tm) == 1) event.client_not_after = timegm(&tm);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  if (X509_digest(peer, EVP_sha256(), digest, &digest_len) == 1) {
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    for (unsigned i = 0; i < digest_len; ++i) {
+      event.client_sha256 += kHex[digest[i] >> 4];
+      event.client_sha256 += kHex[digest[i] & 0x0f];
+    }
+  }
+}
+
 void describe_success(SSL* ssl, HandshakeEvent& event) {
   int const version = SSL_version(ssl);
-  event.protocol_version = version == TLS1_3_VERSION ? "1.3" : version == TLS1_2_VERSION ? "1.2" : SSL_get_version(ssl);
+  event.protocol_version = version == TLS1_3_VERSION   ? "1.3"
+                           : version == TLS1_2_VERSION ? "1.2"
+                                                       : SSL_get_version(ssl);
   if (SSL_CIPHER const* cipher = SSL_get_current_cipher(ssl)) {
     char const* standard = SSL_CIPHER_standard_name(cipher);
     event.cipher = standard ? standard : SSL_CIPHER_get_name(cipher);
@@ -141,6 +241,23 @@ void describe_success(SSL* ssl, HandshakeEvent& event) {
   event.established = true;
 }
 
+// The client certificate's X509 verdict, as the record's error.type.
+std::string client_certificate_error(int code) {
+  switch (code) {
+    case X509_V_ERR_CERT_HAS_EXPIRED: return "client_cert_expired";
+    case X509_V_ERR_CERT_NOT_YET_VALID: return "client_cert_not_yet_valid";
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+      return "client_cert_unknown_ca";
+    case X509_V_ERR_CERT_REVOKED: return "client_cert_revoked";
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE: return "client_cert_bad_signature";
+    default: return "client_cert_other:" + x509_error_name(code);
+  }
+}
+
 asio::awaitable<void> answer_plain_http(beast::tcp_stream& stream) {
   static constexpr std::string_view kResponse =
       "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 35\r\nConnection: close\r\n\r\n"
@@ -151,15 +268,19 @@ asio::awaitable<void> answer_plain_http(beast::tcp_stream& stream) {
 
 }  // namespace
 
-void install_certificate_selection(SSL_CTX* base_context) {
+void install_certificate_selection(SSL_CTX* base_context, bool tickets) {
   state_index();  // allocate the ex_data slot before any thread races for it
   SSL_CTX_set_client_hello_cb(base_context, on_client_hello, nullptr);
+  if (tickets) SSL_CTX_set_tlsext_ticket_key_evp_cb(base_context, on_ticket_key);
 }
 
-asio::awaitable<void> serve_connection(tcp::socket socket, SessionEnvironment const& env) {
+asio::awaitable<void> serve_connection(tcp::socket socket, SessionEnvironment const& env,
+                                       ListenerContext const& listener, std::string connection_id) {
   auto const started = std::chrono::steady_clock::now();
   HandshakeEvent event;
   event.timestamp_us = unix_micros_now();
+  event.listener = listener.text;
+  event.connection_id = std::move(connection_id);
   boost::system::error_code ec;
   if (auto remote = socket.remote_endpoint(ec); !ec) {
     event.client_address = remote.address().to_string();
@@ -175,6 +296,9 @@ asio::awaitable<void> serve_connection(tcp::socket socket, SessionEnvironment co
   TlsConnectionState state;
   state.certificates = env.certificates.snapshot();
   state.challenges = &env.challenges;
+  state.sni_policies = &env.sni_policies;
+  state.tickets = env.tickets;
+  state.unknown_sni = listener.unknown_sni;
   state.local_address = event.server_address;
   SSL* ssl = stream.native_handle();
   SSL_set_ex_data(ssl, state_index(), &state);
@@ -189,6 +313,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, SessionEnvironment co
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
   event.server_name = state.server_name;
   event.offered_alpn = state.offered_alpn;
+  event.offered_versions = state.offered_versions;
   if (state.selected) {
     event.cert_name = state.selected->name;
     event.cert_serial = state.selected->serial;
@@ -196,15 +321,24 @@ asio::awaitable<void> serve_connection(tcp::socket socket, SessionEnvironment co
     event.cert_not_after = state.selected->not_after;
     event.cert_generation = state.selected->generation;
   }
-  if (state.alert_sent >= 0) event.alert_sent = alert_name(state.alert_sent);
+  if (state.alert_sent >= 0 && !state.dropped) event.alert_sent = alert_name(state.alert_sent);
   if (state.alert_received >= 0) event.alert_received = alert_name(state.alert_received);
+  describe_client_certificate(ssl, event);
 
   if (!handshake_error) {
     describe_success(ssl, event);
     event.outcome = state.challenge ? HandshakeOutcome::acme_challenge : HandshakeOutcome::ok;
   } else {
-    event.error_type = classify_handshake_failure({handshake_error, state.rejection, state.alert_received,
-                                                   state.client_hello_seen, state.bytes_received});
+    if (state.client_verify_error != 0) {
+      event.error_type = client_certificate_error(state.client_verify_error);
+    } else if (handshake_error.category() == asio::error::get_ssl_category() &&
+               ERR_GET_REASON(static_cast<unsigned long>(handshake_error.value())) ==
+                   SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+      event.error_type = "client_cert_missing";
+    } else {
+      event.error_type = classify_handshake_failure(
+          {handshake_error, state.rejection, state.alert_received, state.client_hello_seen, state.bytes_received});
+    }
     event.outcome = event.error_type == "handshake_timeout" ? HandshakeOutcome::timeout : HandshakeOutcome::failed;
   }
   bool const plain_http = event.error_type == "not_tls" && !state.client_hello_seen &&

@@ -14,6 +14,8 @@ namespace edge::proxy {
 class CertificateRegistry;
 class ChallengeRegistry;
 class HandshakeLog;
+class SniPolicies;
+class TicketKeyRing;
 
 // Shared by all connections of a server; read-only after start.
 struct SessionEnvironment {
@@ -21,13 +23,22 @@ struct SessionEnvironment {
   boost::asio::ssl::context& ssl_context;  // base context with the ClientHello callback
   CertificateRegistry const& certificates;
   ChallengeRegistry const& challenges;
+  SniPolicies const& sni_policies;
+  TicketKeyRing* tickets;  // null when session tickets are off
   HandshakeLog& log;
 };
 
-// Installs the ClientHello callback that picks the certificate per handshake.
-void install_certificate_selection(SSL_CTX* base_context);
+// One listen address as a connection sees it.
+struct ListenerContext {
+  std::string text;  // "127.0.0.1:8443"
+  UnknownSniPolicy unknown_sni = UnknownSniPolicy::default_certificate;
+};
 
-boost::asio::awaitable<void> serve_connection(boost::asio::ip::tcp::socket socket,
-                                              SessionEnvironment const& env);
+// Installs the ClientHello callback that picks the certificate per handshake,
+// and the ticket-key callback when `tickets` is set.
+void install_certificate_selection(SSL_CTX* base_context, bool tickets);
+
+boost::asio::awaitable<void> serve_connection(boost::asio::ip::tcp::socket socket, SessionEnvironment const& env,
+                                              ListenerContext const& listener, std::string connection_id);
 
 }  // namespace edge::proxy

@@ -2,14 +2,23 @@
 // What the proxy needs to know, already validated (cli/ reads YAML into this).
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace edge::proxy {
 
+// What a listener does with a ClientHello whose SNI matches no certificate.
+enum class UnknownSniPolicy {
+  default_certificate,  // serve the default certificate (first by name)
+  reject,               // fail with the unrecognized_name alert
+  drop,                 // close silently: no alert, nothing for a scanner to learn
+};
+
 struct ListenAddress {
   std::string host;  // literal IP address: "127.0.0.1", "::1", "0.0.0.0", "::"
   std::uint16_t port = 0;
+  std::optional<UnknownSniPolicy> unknown_sni;  // overrides proxy.tls.unknown_sni
   std::string text() const;  // "127.0.0.1:8443" or "[::1]:8443"
 };
 
@@ -18,13 +27,42 @@ bool parse_listen_address(std::string const& text, ListenAddress& out, std::stri
 
 enum class TlsVersion { tls1_2, tls1_3 };
 
+enum class ClientAuth { none, optional, required };
+
+// Client certificates for one SNI entry. `optional`: a certificate that is
+// presented must verify; none at all is accepted.
+struct ClientAuthPolicy {
+  ClientAuth mode = ClientAuth::none;
+  std::string client_ca_file;          // PEM bundle of trusted client CAs
+  std::vector<std::string> crl_files;  // PEM CRLs; when given, revocation is checked
+};
+
+// proxy.tls.routing.sni[]: settings that apply when the SNI matches.
+struct SniEntry {
+  std::string server_name;  // exact, or "*.example.com" (one label)
+  ClientAuthPolicy client_auth;
+};
+
 struct TlsPolicy {
   TlsVersion min_version = TlsVersion::tls1_2;
   TlsVersion max_version = TlsVersion::tls1_3;
   std::chrono::seconds handshake_timeout{10};
   bool session_cache = false;
+  std::size_t session_cache_size = 20480;  // sessions kept when session_cache is on
   bool session_tickets = false;
+  std::chrono::seconds ticket_key_rotation{3600};  // ticket keys live two periods
+  std::string cipher_suites;  // TLS 1.3, OpenSSL list syntax; empty = OpenSSL's default
+  std::string ciphers;        // TLS 1.2, OpenSSL cipher list; empty = OpenSSL's default
+  std::string groups;         // key-exchange groups, e.g. "X25519:P-256"; empty = default
+  UnknownSniPolicy unknown_sni = UnknownSniPolicy::default_certificate;
+  std::vector<SniEntry> sni;
 };
+
+// Checks a TLS policy value the way OpenSSL will read it; false with `why`.
+bool check_cipher_suites(std::string const& list, std::string& why);
+bool check_ciphers(std::string const& list, std::string& why);
+bool check_groups(std::string const& list, std::string& why);
+bool check_client_auth_files(ClientAuthPolicy const& policy, std::string& why);
 
 struct Upstream {
   std::string host;

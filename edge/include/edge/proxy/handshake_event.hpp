@@ -27,6 +27,15 @@ struct HandshakeEvent {
   bool resumed = false;                     // tls.resumed
   bool established = false;                 // tls.established
   std::string offered_alpn;                 // tls.client.supported_protocols (comma list)
+  std::string offered_versions;             // tls.client.supported_versions ("1.3,1.2")
+  std::string listener;                     // edge.listener ("127.0.0.1:8443")
+  std::string connection_id;                // edge.connection.id (joins later access logs)
+  // The client certificate, when one was presented (mTLS).
+  std::string client_subject;               // tls.client.subject
+  std::string client_issuer;                // tls.client.issuer
+  std::string client_serial;                // tls.client.serial
+  std::int64_t client_not_after = 0;        // tls.client.not_after
+  std::string client_sha256;                // tls.client.hash.sha256
   // The served certificate, when selection happened.
   std::string cert_name;                    // edge.cert.name
   std::string cert_serial;                  // edge.cert.serial
@@ -34,6 +43,7 @@ struct HandshakeEvent {
   std::int64_t cert_not_after = 0;          // tls.server.not_after (Unix seconds)
   std::int64_t cert_generation = 0;         // edge.cert.generation
   std::int64_t duration_us = 0;             // edge.handshake.duration_us
+  std::int64_t count = 1;                   // count: identical failures folded into this record
 };
 
 }  // namespace edge::proxy
