@@ -77,12 +77,12 @@ proxy::UnknownSniPolicy unknown_sni_policy(Reader const& r, YAML::Node const& no
 proxy::ListenAddress listen_address(Reader const& r, YAML::Node const& node, std::size_t i) {
   auto const key = Reader::index("proxy.listen", i);
   proxy::ListenAddress address;
-  YAML::Node text_node = node;
   if (node.IsMap()) {
     r.only_keys(node, key, {"address", "unknown_sni"});
     if (!node["address"]) r.fail(node, key, "missing key \"address\"");
-    text_node = node["address"];
   }
+  // Initialised once: assigning to a YAML::Node would overwrite the node it refers to.
+  YAML::Node const text_node = node.IsMap() ? node["address"] : node;
   std::string why;
   if (!proxy::parse_listen_address(r.string(text_node, key), address, why)) r.fail(text_node, key, why);
   if (node.IsMap() && node["unknown_sni"]) {
@@ -246,13 +246,54 @@ void read_proxy(Reader const& r, YAML::Node const& proxy, EdgeConfig& config) {
   }
 }
 
+void read_handshake_log(Reader const& r, YAML::Node const& log, EdgeConfig& config) {
+  std::string const key = "handshake_log";
+  auto& options = config.handshake_log;
+  r.only_keys(log, key,
+              {"file", "store", "sample_success", "damping_window_secs", "max_size_mb", "max_files", "retention_days",
+               "retention_rows", "queue_capacity"});
+  if (auto v = log["store"]) config.handshake_log_store = r.boolean(v, key + ".store");
+  if (log["file"]) {
+    auto const file = r.string(log["file"], key + ".file");
+    options.file = file == "-" ? file : r.path(log["file"], key + ".file").string();
+  }
+  if (auto v = log["sample_success"]) {
+    double share = -1;
+    try {
+      share = v.as<double>();
+    } catch (YAML::Exception const&) {
+    }
+    if (share < 0.0 || share > 1.0)
+      r.fail(v, key + ".sample_success", "expected a number in 0.0..1.0, got \"" + Reader::describe(v) + "\"");
+    options.sample_success = share;
+  }
+  if (auto v = log["damping_window_secs"])
+    options.damping_window = std::chrono::seconds(r.integer(v, key + ".damping_window_secs", 0, 3600));
+  if (auto v = log["max_size_mb"]) {
+    double size = -1;
+    try {
+      size = v.as<double>();
+    } catch (YAML::Exception const&) {
+    }
+    if (size < 0 || size > 1 << 20)
+      r.fail(v, key + ".max_size_mb", "expected a size in MiB (0 = no rotation), got \"" + Reader::describe(v) + "\"");
+    options.max_file_bytes = static_cast<std::uint64_t>(size * 1024 * 1024);
+  }
+  if (auto v = log["max_files"]) options.max_files = static_cast<unsigned>(r.integer(v, key + ".max_files", 1, 1000));
+  if (auto v = log["retention_days"])
+    options.retention_age = std::chrono::hours(24 * r.integer(v, key + ".retention_days", 0, 36500));
+  if (auto v = log["retention_rows"]) options.retention_rows = r.integer(v, key + ".retention_rows", 0, 1'000'000'000);
+  if (auto v = log["queue_capacity"])
+    options.queue_capacity = static_cast<std::size_t>(r.integer(v, key + ".queue_capacity", 16, 10'000'000));
+}
+
 }  // namespace
 
 EdgeConfig default_config() {
   EdgeConfig config;
   proxy::ListenAddress v4{"127.0.0.1", 8443, std::nullopt}, v6{"::1", 8443, std::nullopt};
   config.proxy.listen = {v4, v6};
-  config.handshake_log_file = "-";
+  config.handshake_log.file = "-";
   return config;
 }
 
@@ -263,9 +304,11 @@ boost::system::result<EdgeConfig, ConfigError> parse_config(std::string const& t
     YAML::Node const root = YAML::Load(text);
     EdgeConfig config = default_config();
     config.source = name;
-    config.handshake_log_file.clear();
+    config.handshake_log.file.clear();
     if (!root || root.IsNull()) return config;
-    r.only_keys(root, "", {"store", "proxy", "handshake_log"});
+    r.only_keys(root, "", {"store", "workers", "proxy", "handshake_log"});
+    // The original design has `workers` at the top; proxy.workers wins when both are set.
+    if (auto w = root["workers"]) config.proxy.workers = static_cast<unsigned>(r.integer(w, "workers", 0, 256));
     if (auto store = root["store"]) {
       r.only_keys(store, "store", {"path"});
       if (store["path"]) config.store_path = r.path(store["path"], "store.path");
@@ -273,13 +316,7 @@ boost::system::result<EdgeConfig, ConfigError> parse_config(std::string const& t
       config.store_path = base_directory / "edge.db";
     }
     if (auto proxy = root["proxy"]) read_proxy(r, proxy, config);
-    if (auto log = root["handshake_log"]) {
-      r.only_keys(log, "handshake_log", {"file"});
-      if (log["file"]) {
-        auto const file = r.string(log["file"], "handshake_log.file");
-        config.handshake_log_file = file == "-" ? file : r.path(log["file"], "handshake_log.file").string();
-      }
-    }
+    if (auto log = root["handshake_log"]) read_handshake_log(r, log, config);
     return config;
   } catch (ConfigFailure const& failure) {
     return ConfigError{failure.message};

@@ -3,6 +3,7 @@
 // Every error names the file, line, column and key.
 #include <edge/acme/config.hpp>
 #include <edge/proxy/config.hpp>
+#include <edge/proxy/handshake_log.hpp>
 
 #include <boost/system/result.hpp>
 
@@ -28,7 +29,9 @@ struct EdgeConfig {
   TlsMode mode = TlsMode::manual;
   acme::AcmeConfig acme;
   std::vector<ManualCertificate> manual_certificates;
-  std::string handshake_log_file;  // "-" = stdout, empty = none
+  // file: "-" = stdout, empty = none; store_path is filled in from store.path.
+  proxy::HandshakeLogOptions handshake_log;
+  bool handshake_log_store = true;  // handshake_log.store: rows in the SQLite store
 };
 
 struct ConfigError {

@@ -75,6 +75,7 @@ int run(cli::EdgeConfig const& config) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -89,7 +90,9 @@ int run(cli::EdgeConfig const& config) {
   for (auto const& cert : records) log_serving(cert);
 
   proxy::ChallengeRegistry challenges;
-  proxy::HandshakeLog log({config.handshake_log_file, config.store_path});
+  auto log_options = config.handshake_log;
+  if (config.handshake_log_store) log_options.store_path = config.store_path;
+  proxy::HandshakeLog log(log_options);
   log.start();
   proxy::Server server(config.proxy, certificates, challenges, log);
   server.start();
@@ -108,7 +111,10 @@ int run(cli::EdgeConfig const& config) {
   std::fprintf(stderr, "edged: ready (config %s, store %s)\n", config.source.c_str(), config.store_path.c_str());
 
   int received = 0;
-  sigwait(&signals, &received);
+  while (sigwait(&signals, &received) == 0 && received == SIGUSR1) {
+    std::fprintf(stderr, "edged: SIGUSR1, reopening %s\n", config.handshake_log.file.c_str());
+    log.reopen();
+  }
   std::fprintf(stderr, "edged: %s, stopping\n", strsignal(received));
   if (scheduler) scheduler->stop();
   server.stop();

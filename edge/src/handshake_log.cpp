@@ -3,6 +3,12 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <random>
+#include <unordered_map>
+
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -58,7 +64,11 @@ store::HandshakeRecord to_store_record(HandshakeEvent const& e, std::string json
 
 std::string to_json(HandshakeEvent const& e) {
   namespace json = boost::json;
-  json::object o;
+  // One record is a few hundred bytes: build it in a stack buffer, no malloc per field.
+  unsigned char buffer[8192];
+  json::monotonic_resource arena(buffer, sizeof buffer);
+  json::object o{json::storage_ptr(&arena)};
+  o.reserve(40);
   o["@timestamp"] = rfc3339(e.timestamp_us / 1000000, static_cast<int>(e.timestamp_us % 1000000));
   o["edge.outcome"] = to_string(e.outcome);
   if (!e.error_type.empty()) o["error.type"] = e.error_type;
@@ -105,6 +115,19 @@ struct HandshakeLog::Sinks {
   std::FILE* file = nullptr;
   bool owns_file = false;
   std::unique_ptr<store::Store> store;
+  std::mt19937_64 random{std::random_device{}()};
+  // Flood damping: the first failure of a kind is written at once; identical
+  // ones from the same client within the window are counted and written as
+  // one record with `count` when the window closes.
+  struct Damped {
+    HandshakeEvent latest;
+    std::int64_t folded = 0;
+    std::chrono::steady_clock::time_point window_end;
+  };
+  std::unordered_map<std::string, Damped> damped;
+  std::vector<HandshakeEvent> ready;  // records to write in this round
+  std::chrono::steady_clock::time_point next_prune{};
+  std::uint64_t dropped_reported = 0;
   ~Sinks() {
     if (file && owns_file) std::fclose(file);
   }
@@ -114,21 +137,27 @@ HandshakeLog::HandshakeLog(HandshakeLogOptions options) : options_(std::move(opt
 
 HandshakeLog::~HandshakeLog() { stop(); }
 
-void HandshakeLog::start() {
-  auto sinks = std::make_unique<Sinks>();
+void HandshakeLog::open_file() {
+  if (options_.file.empty()) return;
   if (options_.file == "-") {
-    sinks->file = stdout;
-  } else if (!options_.file.empty()) {
-    sinks->file = std::fopen(options_.file.c_str(), "a");
-    if (!sinks->file) throw std::runtime_error("handshake_log.file: cannot open " + options_.file);
-    sinks->owns_file = true;
+    sinks_->file = stdout;
+    return;
   }
+  std::FILE* file = std::fopen(options_.file.c_str(), "a");
+  if (!file) throw std::runtime_error("handshake_log.file: cannot open " + options_.file + ": " + std::strerror(errno));
+  if (sinks_->file && sinks_->owns_file) std::fclose(sinks_->file);
+  sinks_->file = file;
+  sinks_->owns_file = true;
+}
+
+void HandshakeLog::start() {
+  sinks_ = std::make_unique<Sinks>();
+  open_file();
   if (!options_.store_path.empty()) {
     auto opened = store::open_sqlite_store(options_.store_path);
     if (!opened) throw std::runtime_error(opened.error().message);
-    sinks->store = std::move(*opened);
+    sinks_->store = std::move(*opened);
   }
-  sinks_ = std::move(sinks);
   queue_.reserve(1024);
   writer_ = std::thread([this] { run(); });
 }
@@ -142,7 +171,13 @@ void HandshakeLog::stop() {
   if (writer_.joinable()) writer_.join();
 }
 
+void HandshakeLog::reopen() noexcept {
+  reopen_requested_.store(true);
+  wake_.notify_one();
+}
+
 void HandshakeLog::submit(HandshakeEvent&& event) {
+  bool wake = false;
   {
     std::lock_guard lock(mutex_);
     if (queue_.size() >= options_.queue_capacity) {
@@ -150,44 +185,157 @@ void HandshakeLog::submit(HandshakeEvent&& event) {
       return;
     }
     queue_.push_back(std::move(event));
+    // The writer drains on its own every batch_interval; waking it for every
+    // record would cost a context switch per handshake.
+    wake = queue_.size() == batch_size;
   }
-  wake_.notify_one();
+  if (wake) wake_.notify_one();
+}
+
+namespace {
+
+bool is_failure(HandshakeEvent const& e) {
+  return e.outcome == HandshakeOutcome::failed || e.outcome == HandshakeOutcome::timeout;
+}
+
+std::string damping_key(HandshakeEvent const& e) {
+  std::string key = e.client_address;
+  for (auto const* part : {&e.error_type, &e.server_name, &e.cert_name, &e.listener}) {
+    key += '\0';
+    key += *part;
+  }
+  return key;
+}
+
+}  // namespace
+
+void HandshakeLog::flush_damped(bool everything) {
+  auto const now = std::chrono::steady_clock::now();
+  for (auto it = sinks_->damped.begin(); it != sinks_->damped.end();) {
+    if (!everything && now < it->second.window_end) {
+      ++it;
+      continue;
+    }
+    if (it->second.folded > 0) {
+      it->second.latest.count = it->second.folded;
+      sinks_->ready.push_back(std::move(it->second.latest));
+    }
+    it = sinks_->damped.erase(it);
+  }
+}
+
+void HandshakeLog::rotate_if_needed() {
+  if (options_.max_file_bytes == 0 || !sinks_->owns_file) return;
+  long const size = std::ftell(sinks_->file);
+  if (size < 0 || static_cast<std::uint64_t>(size) < options_.max_file_bytes) return;
+  std::fclose(sinks_->file);
+  sinks_->file = nullptr;
+  std::error_code ignored;
+  auto const base = options_.file;
+  std::filesystem::remove(base + "." + std::to_string(options_.max_files), ignored);
+  for (unsigned i = options_.max_files; i > 1; --i) {
+    std::filesystem::rename(base + "." + std::to_string(i - 1), base + "." + std::to_string(i), ignored);
+  }
+  std::filesystem::rename(base, base + ".1", ignored);
+  open_file();
+}
+
+void HandshakeLog::write_batch(std::vector<HandshakeEvent>& batch, bool final) {
+  auto const now = std::chrono::steady_clock::now();
+  std::bernoulli_distribution keep_success(std::clamp(options_.sample_success, 0.0, 1.0));
+  std::vector<store::HandshakeRecord> rows;
+  std::string lines;
+  auto emit = [&](HandshakeEvent const& event, bool keep) {
+    std::string json = to_json(event);
+    if (keep && sinks_->file) {
+      lines += json;
+      lines += '\n';
+    }
+    if (sinks_->store) {
+      auto row = to_store_record(event, keep ? std::move(json) : std::string());
+      row.count = event.count;
+      row.keep_row = keep;
+      rows.push_back(std::move(row));
+    }
+  };
+  for (auto& event : batch) {
+    if (options_.damping_window.count() > 0 && is_failure(event)) {
+      auto [it, first] = sinks_->damped.try_emplace(damping_key(event));
+      if (!first) {
+        ++it->second.folded;
+        it->second.latest = std::move(event);
+        folded_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      it->second.window_end = now + options_.damping_window;
+    }
+    bool const keep = event.outcome != HandshakeOutcome::ok || options_.sample_success >= 1.0 ||
+                      keep_success(sinks_->random);
+    emit(event, keep);
+  }
+  flush_damped(final);
+  for (auto const& event : sinks_->ready) emit(event, true);
+  sinks_->ready.clear();
+
+  if (sinks_->file && !lines.empty()) {
+    std::fwrite(lines.data(), 1, lines.size(), sinks_->file);
+    std::fflush(sinks_->file);
+    rotate_if_needed();
+  }
+  if (sinks_->store && !rows.empty()) {
+    if (auto written = sinks_->store->append_handshakes(rows); !written) {
+      store_failures_.fetch_add(rows.size(), std::memory_order_relaxed);
+      std::fprintf(stderr, "edged: handshake log: %zu records not stored: %s\n", rows.size(),
+                   written.error().message.c_str());
+    }
+  }
+  if (sinks_->store && (options_.retention_age.count() > 0 || options_.retention_rows > 0) &&
+      now >= sinks_->next_prune) {
+    sinks_->next_prune = now + std::chrono::seconds(60);
+    std::int64_t const cutoff =
+        options_.retention_age.count() > 0
+            ? std::chrono::duration_cast<std::chrono::microseconds>(
+                  (std::chrono::system_clock::now() - options_.retention_age).time_since_epoch())
+                  .count()
+            : 0;
+    if (auto pruned = sinks_->store->prune_handshakes(cutoff, options_.retention_rows); !pruned) {
+      std::fprintf(stderr, "edged: handshake log: retention failed: %s\n", pruned.error().message.c_str());
+    }
+  }
+  if (auto const dropped = dropped_.load(); dropped != sinks_->dropped_reported) {
+    std::fprintf(stderr, "edged: handshake log: %llu records dropped so far (queue full)\n",
+                 static_cast<unsigned long long>(dropped));
+    sinks_->dropped_reported = dropped;
+  }
+  written_.fetch_add(batch.size(), std::memory_order_relaxed);
+  batch.clear();
 }
 
 void HandshakeLog::run() {
   std::vector<HandshakeEvent> batch;
-  std::vector<store::HandshakeRecord> rows;
-  std::string lines;
   for (;;) {
+    bool stopping = false;
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty() && stopping_) return;
+      // Batches by time (records reach the sinks within batch_interval) or by
+      // size under load, whichever comes first.
+      wake_.wait_for(lock, batch_interval,
+                     [this] { return stopping_ || queue_.size() >= batch_size || reopen_requested_.load(); });
       batch.swap(queue_);
+      stopping = stopping_;
     }
-    rows.clear();
-    lines.clear();
-    for (auto const& event : batch) {
-      std::string json = to_json(event);
-      if (sinks_->file) {
-        lines += json;
-        lines += '\n';
-      }
-      if (sinks_->store) rows.push_back(to_store_record(event, std::move(json)));
-    }
-    if (sinks_->file) {
-      std::fwrite(lines.data(), 1, lines.size(), sinks_->file);
-      std::fflush(sinks_->file);
-    }
-    if (sinks_->store) {
-      if (auto written = sinks_->store->append_handshakes(rows); !written) {
-        store_failures_.fetch_add(rows.size(), std::memory_order_relaxed);
-        std::fprintf(stderr, "edged: handshake log: %zu records not stored: %s\n", rows.size(),
-                     written.error().message.c_str());
+    if (reopen_requested_.exchange(false)) {
+      try {
+        open_file();
+      } catch (std::exception const& e) {
+        std::fprintf(stderr, "edged: %s (still writing to the old file)\n", e.what());
       }
     }
-    written_.fetch_add(batch.size(), std::memory_order_relaxed);
-    batch.clear();
+    write_batch(batch, stopping);
+    if (stopping) {
+      std::lock_guard lock(mutex_);
+      if (queue_.empty()) return;
+    }
   }
 }
 

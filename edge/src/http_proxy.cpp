@@ -1,5 +1,7 @@
 #include "http_proxy.hpp"
 
+#include "upstream_pool.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -73,62 +75,59 @@ std::string upstream_target(HttpRoute const& route, std::string_view target) {
   return out + rest;
 }
 
-// One keep-alive connection to the upstream of the route last used.
-struct UpstreamConnection {
-  HttpRoute const* route = nullptr;
-  std::optional<beast::tcp_stream> stream;
-  beast::flat_buffer buffer;
-  bool open() const { return stream && stream->socket().is_open(); }
-  void close() {
-    if (stream) {
-      boost::system::error_code ignored;
-      stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
-      stream->close();
-    }
-    stream.reset();
-    buffer.clear();
-  }
-};
-
 enum class ForwardFailure { none, connect, timeout, io };
 
-asio::awaitable<ForwardFailure> connect(UpstreamConnection& conn, HttpRoute const& route,
-                                        std::chrono::seconds timeout) {
-  conn.close();
+std::string pool_key(HttpRoute const& route) {
+  return route.upstream.host + ":" + std::to_string(route.upstream.port);
+}
+
+asio::awaitable<std::unique_ptr<UpstreamConnection>> connect(HttpRoute const& route, std::chrono::seconds timeout,
+                                                             ForwardFailure& failure) {
   auto executor = co_await asio::this_coro::executor;
   tcp::resolver resolver(executor);
   auto [resolve_error, endpoints] =
       co_await resolver.async_resolve(route.upstream.host, std::to_string(route.upstream.port), use_tuple);
-  if (resolve_error) co_return ForwardFailure::connect;
-  conn.stream.emplace(executor);
-  conn.stream->expires_after(timeout);
-  auto [connect_error, endpoint] = co_await conn.stream->async_connect(endpoints, use_tuple);
-  if (connect_error) {
-    conn.close();
-    co_return connect_error == beast::error::timeout ? ForwardFailure::timeout : ForwardFailure::connect;
+  if (resolve_error) {
+    failure = ForwardFailure::connect;
+    co_return nullptr;
   }
-  conn.stream->socket().set_option(tcp::no_delay(true));
-  conn.route = &route;
-  co_return ForwardFailure::none;
+  auto connection = std::make_unique<UpstreamConnection>(beast::tcp_stream(executor));
+  connection->stream.expires_after(timeout);
+  auto [connect_error, endpoint] = co_await connection->stream.async_connect(endpoints, use_tuple);
+  if (connect_error) {
+    failure = connect_error == beast::error::timeout ? ForwardFailure::timeout : ForwardFailure::connect;
+    co_return nullptr;
+  }
+  boost::system::error_code ignored;
+  connection->stream.socket().set_option(tcp::no_delay(true), ignored);
+  co_return connection;
 }
 
 asio::awaitable<ForwardFailure> exchange(UpstreamConnection& conn, Request& request, Response& response,
                                          std::chrono::seconds timeout, bool& response_started) {
-  conn.stream->expires_after(timeout);
-  auto [write_error, written] = co_await http::async_write(*conn.stream, request, use_tuple);
+  conn.stream.expires_after(timeout);
+  auto [write_error, written] = co_await http::async_write(conn.stream, request, use_tuple);
   if (write_error) co_return write_error == beast::error::timeout ? ForwardFailure::timeout : ForwardFailure::io;
   http::response_parser<http::string_body> parser;
   parser.body_limit(kBodyLimit);
   if (request.method() == http::verb::head) parser.skip(true);
-  conn.stream->expires_after(timeout);
-  auto [read_error, read] = co_await http::async_read(*conn.stream, conn.buffer, parser, use_tuple);
+  conn.stream.expires_after(timeout);
+  auto [read_error, read] = co_await http::async_read(conn.stream, conn.buffer, parser, use_tuple);
   response_started = read > 0 || parser.got_some();
   if (read_error) co_return read_error == beast::error::timeout ? ForwardFailure::timeout : ForwardFailure::io;
   response = parser.release();
   co_return ForwardFailure::none;
 }
 
-asio::awaitable<Response> forward(Request request, UpstreamConnection& conn, ProxyConfig const& config,
+Response failure_response(ForwardFailure failure, unsigned version, bool connecting) {
+  if (failure == ForwardFailure::timeout) {
+    return error_response(http::status::gateway_timeout, version,
+                          connecting ? "upstream connect timeout" : "upstream timeout");
+  }
+  return error_response(http::status::bad_gateway, version, connecting ? "upstream unreachable" : "upstream failed");
+}
+
+asio::awaitable<Response> forward(Request request, UpstreamPool& pool, ProxyConfig const& config,
                                   HttpClientInfo const& client) {
   HttpRoute const* route = find_route(config, request.target());
   if (!route) co_return error_response(http::status::not_found, request.version(), "no route");
@@ -151,28 +150,27 @@ asio::awaitable<Response> forward(Request request, UpstreamConnection& conn, Pro
   request.set(http::field::via, "1.1 edge");
   request.prepare_payload();
 
+  auto const key = pool_key(*route);
   Response response;
   // A pooled connection may have been closed by the upstream while idle:
   // retry once on a fresh one if nothing of a response arrived.
   for (int attempt = 0; attempt < 2; ++attempt) {
-    bool const reused = conn.open() && conn.route == route;
+    auto connection = pool.take(key);
+    bool const reused = connection != nullptr;
     if (!reused) {
-      if (auto failure = co_await connect(conn, *route, config.upstream_timeout); failure != ForwardFailure::none) {
-        co_return failure == ForwardFailure::timeout
-            ? error_response(http::status::gateway_timeout, client_version, "upstream connect timeout")
-            : error_response(http::status::bad_gateway, client_version, "upstream unreachable");
-      }
+      ForwardFailure failure = ForwardFailure::none;
+      connection = co_await connect(*route, config.upstream_timeout, failure);
+      if (!connection) co_return failure_response(failure, client_version, true);
     }
     bool response_started = false;
-    auto failure = co_await exchange(conn, request, response, config.upstream_timeout, response_started);
-    if (failure == ForwardFailure::none) break;
-    conn.close();
+    auto failure = co_await exchange(*connection, request, response, config.upstream_timeout, response_started);
+    if (failure == ForwardFailure::none) {
+      if (response.keep_alive()) pool.give_back(key, std::move(connection));
+      break;
+    }
     if (reused && !response_started && failure == ForwardFailure::io) continue;
-    co_return failure == ForwardFailure::timeout
-        ? error_response(http::status::gateway_timeout, client_version, "upstream timeout")
-        : error_response(http::status::bad_gateway, client_version, "upstream failed");
+    co_return failure_response(failure, client_version, false);
   }
-  if (!response.keep_alive()) conn.close();
   strip_hop_by_hop(response);
   response.version(client_version);
   if (!head) response.prepare_payload();
@@ -181,9 +179,9 @@ asio::awaitable<Response> forward(Request request, UpstreamConnection& conn, Pro
 
 }  // namespace
 
-asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, HttpClientInfo const& client) {
+asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, UpstreamPool& pool,
+                                  HttpClientInfo const& client) {
   beast::flat_buffer buffer;
-  UpstreamConnection upstream;
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.body_limit(kBodyLimit);
@@ -197,12 +195,11 @@ asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, H
         res.keep_alive(false);
         co_await http::async_write(stream, res, use_tuple);
       }
-      upstream.close();
       co_return;  // timeout, reset, truncation: nothing to say to a gone client
     }
     Request request = parser.release();
     bool const client_keep_alive = request.keep_alive();
-    Response response = co_await forward(std::move(request), upstream, config, client);
+    Response response = co_await forward(std::move(request), pool, config, client);
     response.keep_alive(client_keep_alive && response.keep_alive());
     response.set(http::field::server, "edge");
     bool const keep = response.keep_alive();
@@ -210,7 +207,6 @@ asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, H
     auto [write_error, written] = co_await http::async_write(stream, response, use_tuple);
     if (write_error || !keep) break;
   }
-  upstream.close();
   beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
   co_await stream.async_shutdown(use_tuple);
 }

@@ -18,7 +18,11 @@ struct HttpClientInfo {
   std::string server_name;  // SNI, for X-Forwarded-Host when Host is missing
 };
 
+class UpstreamPool;
+
 // Serves requests until the client closes, asks to close, or idles out.
-boost::asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, HttpClientInfo const& client);
+// `pool` belongs to the worker running this coroutine.
+boost::asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, UpstreamPool& pool,
+                                        HttpClientInfo const& client);
 
 }  // namespace edge::proxy

@@ -1,4 +1,5 @@
 #include "tls_session.hpp"
+#include "upstream_pool.hpp"
 
 #include <edge/proxy/certificate_registry.hpp>
 #include <edge/proxy/challenge_registry.hpp>
@@ -81,6 +82,7 @@ struct Worker {
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::vector<ListenerContext> listeners;  // parallel to acceptors
   std::uint64_t connections = 0;           // touched only by this worker's thread
+  UpstreamPool upstreams;                  // likewise
   std::thread thread;
 };
 
@@ -158,7 +160,8 @@ struct Server::Impl {
       worker->index = i;
       for (auto const& address : config.listen) {
         worker->acceptors.push_back(bind_acceptor(worker->io, address));
-        worker->listeners.push_back({address.text(), address.unknown_sni.value_or(config.tls.unknown_sni)});
+        worker->listeners.push_back(
+            {address.text(), address.unknown_sni.value_or(config.tls.unknown_sni), &worker->upstreams});
       }
       workers.push_back(std::move(worker));
     }

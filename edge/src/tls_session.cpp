@@ -49,6 +49,9 @@ struct TlsConnectionState {
   std::shared_ptr<ChallengeContext const> challenge;
   std::string rejection;  // error.type decided by a callback
   int client_verify_error = 0;
+  // The client's leaf as the verifier saw it: OpenSSL keeps no peer
+  // certificate when verification fails, but the record must name it.
+  std::unique_ptr<X509, decltype(&X509_free)> client_leaf{nullptr, X509_free};
   int alert_sent = -1;
   int alert_received = -1;
 };
@@ -96,6 +99,9 @@ void read_offered_versions(SSL* ssl, TlsConnectionState& state) {
 int on_client_verify(int preverify_ok, X509_STORE_CTX* store) {
   auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
   auto& state = state_of(ssl);
+  if (!state.client_leaf) {
+    if (X509* leaf = X509_STORE_CTX_get0_cert(store); leaf && X509_up_ref(leaf) == 1) state.client_leaf.reset(leaf);
+  }
   if (!preverify_ok && state.client_verify_error == 0) state.client_verify_error = X509_STORE_CTX_get_error(store);
   return preverify_ok;
 }
@@ -198,8 +204,7 @@ std::string name_text(X509_NAME const* name) {
   return std::string(data, static_cast<std::size_t>(len));
 }
 
-void describe_client_certificate(SSL* ssl, HandshakeEvent& event) {
-  X509* peer = SSL_get0_peer_certificate(ssl);
+void describe_client_certificate(X509* peer, HandshakeEvent& event) {
   if (!peer) return;
   event.client_subject = name_text(X509_get_subject_name(peer));
   event.client_issuer = name_text(X509_get_issuer_name(peer));
@@ -323,7 +328,8 @@ asio::awaitable<void> serve_connection(tcp::socket socket, SessionEnvironment co
   }
   if (state.alert_sent >= 0 && !state.dropped) event.alert_sent = alert_name(state.alert_sent);
   if (state.alert_received >= 0) event.alert_received = alert_name(state.alert_received);
-  describe_client_certificate(ssl, event);
+  X509* client_certificate = SSL_get0_peer_certificate(ssl);
+  describe_client_certificate(client_certificate ? client_certificate : state.client_leaf.get(), event);
 
   if (!handshake_error) {
     describe_success(ssl, event);
@@ -357,7 +363,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, SessionEnvironment co
     co_await stream.async_shutdown(use_tuple);
     co_return;
   }
-  co_await serve_http(stream, env.config, client);
+  co_await serve_http(stream, env.config, *listener.upstreams, client);
 }
 
 }  // namespace edge::proxy

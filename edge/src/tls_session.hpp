@@ -28,10 +28,13 @@ struct SessionEnvironment {
   HandshakeLog& log;
 };
 
-// One listen address as a connection sees it.
+class UpstreamPool;
+
+// One listen address as a connection sees it, and the worker's own state.
 struct ListenerContext {
   std::string text;  // "127.0.0.1:8443"
   UnknownSniPolicy unknown_sni = UnknownSniPolicy::default_certificate;
+  UpstreamPool* upstreams = nullptr;  // the accepting worker's pool
 };
 
 // Installs the ClientHello callback that picks the certificate per handshake,

@@ -13,8 +13,10 @@
 #include <fstream>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <map>
 #include <mutex>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 namespace edge::store {
@@ -30,7 +32,7 @@ constexpr std::int32_t edge_application_id = 0x45444745;
 
 // Step i moves the schema from version i to i + 1. Released steps are never
 // edited; a schema change appends a step.
-constexpr std::array<char const*, 1> migrations = {R"sql(
+constexpr std::array<char const*, 3> migrations = {R"sql(
 CREATE TABLE acme_accounts (
   directory_url TEXT PRIMARY KEY,
   account_url   TEXT NOT NULL,
@@ -105,6 +107,55 @@ CREATE TABLE handshakes (
 CREATE INDEX handshakes_cert_name ON handshakes (cert_name);
 CREATE INDEX handshakes_timestamp ON handshakes (timestamp_us);
 CREATE INDEX handshakes_outcome ON handshakes (outcome);
+)sql",
+    // ACME production grade: renewal state per certificate, crash-safe orders
+    // (the certificate key is saved before finalize), operator operations.
+    R"sql(
+ALTER TABLE acme_accounts ADD COLUMN status TEXT NOT NULL DEFAULT 'valid';
+ALTER TABLE acme_orders ADD COLUMN private_key_pem TEXT NOT NULL DEFAULT '';
+ALTER TABLE acme_orders ADD COLUMN profile TEXT NOT NULL DEFAULT '';
+ALTER TABLE acme_orders ADD COLUMN replaces TEXT NOT NULL DEFAULT '';
+ALTER TABLE acme_orders ADD COLUMN problem TEXT NOT NULL DEFAULT '';
+ALTER TABLE acme_orders ADD COLUMN certificate_generation INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE renewal_state (
+  name               TEXT PRIMARY KEY CHECK (name <> ''),
+  status             TEXT NOT NULL,
+  next_renewal_at    INTEGER NOT NULL DEFAULT 0,
+  renewal_reason     TEXT NOT NULL DEFAULT '',
+  planned_generation INTEGER NOT NULL DEFAULT 0,
+  ari_next_check_at  INTEGER NOT NULL DEFAULT 0,
+  failures           INTEGER NOT NULL DEFAULT 0,
+  last_attempt_at    INTEGER NOT NULL DEFAULT 0,
+  last_success_at    INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at    INTEGER NOT NULL DEFAULT 0,
+  last_error         TEXT NOT NULL DEFAULT '',
+  last_problem       TEXT NOT NULL DEFAULT '',
+  issuer             TEXT NOT NULL DEFAULT '',
+  updated_at         INTEGER NOT NULL
+);
+CREATE TABLE acme_operations (
+  id           INTEGER PRIMARY KEY,
+  kind         TEXT NOT NULL CHECK (kind IN ('revoke', 'key-rollover', 'deactivate-account')),
+  target       TEXT NOT NULL DEFAULT '',
+  argument     TEXT NOT NULL DEFAULT '',
+  status       TEXT NOT NULL DEFAULT 'pending',
+  result       TEXT NOT NULL DEFAULT '',
+  requested_at INTEGER NOT NULL,
+  finished_at  INTEGER NOT NULL DEFAULT 0
+);
+)sql",
+    // Handshake counters per certificate, outcome and error.type, kept apart
+    // from the rows so that they survive retention and success sampling.
+    R"sql(
+CREATE TABLE handshake_counters (
+  cert_name  TEXT NOT NULL,
+  outcome    TEXT NOT NULL,
+  error_type TEXT NOT NULL,
+  count      INTEGER NOT NULL,
+  PRIMARY KEY (cert_name, outcome, error_type)
+) WITHOUT ROWID;
+INSERT INTO handshake_counters (cert_name, outcome, error_type, count)
+  SELECT cert_name, outcome, error_type, COUNT(*) FROM handshakes GROUP BY cert_name, outcome, error_type;
 )sql"};
 constexpr int schema_version = static_cast<int>(migrations.size());
 
@@ -348,25 +399,25 @@ class SqliteStore final : public Store {
 
   Result<std::optional<AcmeAccount>> account(std::string_view directory_url) override {
     auto st = prepare(
-        "SELECT directory_url, account_url, key_pem, contact_json, created_at FROM acme_accounts "
-        "WHERE directory_url = ?");
+        "SELECT directory_url, account_url, key_pem, contact_json, created_at, status "
+        "FROM acme_accounts WHERE directory_url = ?");
     st.bind(directory_url);
     auto row = st.step();
     if (!row) return row.error();
     if (!*row) return std::optional<AcmeAccount>();
-    return std::optional<AcmeAccount>(
-        AcmeAccount{st.text(0), st.text(1), st.text(2), st.text(3), st.integer(4)});
+    return std::optional<AcmeAccount>(AcmeAccount{st.text(0), st.text(1), st.text(2), st.text(3),
+                                                  st.integer(4), st.text(5)});
   }
 
   Result<void> put_account(AcmeAccount const& a) override {
     return exec(
         "INSERT INTO acme_accounts (directory_url, account_url, key_pem, contact_json, "
-        "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (directory_url) DO UPDATE SET "
+        "created_at, status) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (directory_url) DO UPDATE SET "
         "account_url = excluded.account_url, key_pem = excluded.key_pem, "
-        "contact_json = excluded.contact_json",
+        "contact_json = excluded.contact_json, status = excluded.status",
         a.directory_url, a.account_url, a.key_pem,
         a.contact_json.empty() ? std::string("[]") : a.contact_json,
-        a.created_at ? a.created_at : now_seconds());
+        a.created_at ? a.created_at : now_seconds(), a.status.empty() ? "valid" : a.status);
   }
 
   Result<std::int64_t> put_order(AcmeOrderRecord const& o) override {
@@ -374,16 +425,20 @@ class SqliteStore final : public Store {
     if (o.id == 0) {
       auto r = exec(
           "INSERT INTO acme_orders (certificate_name, directory_url, order_url, status, error, "
-          "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+          "created_at, updated_at, private_key_pem, profile, replaces, problem, "
+          "certificate_generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
           o.certificate_name, o.directory_url, o.order_url, o.status, o.error,
-          o.created_at ? o.created_at : updated, updated);
+          o.created_at ? o.created_at : updated, updated, o.private_key_pem, o.profile,
+          o.replaces, o.problem, o.certificate_generation);
       if (!r) return r.error();
       return sqlite3_last_insert_rowid(db_.handle.get());
     }
     auto r = exec(
         "UPDATE acme_orders SET certificate_name = ?, directory_url = ?, order_url = ?, "
-        "status = ?, error = ?, updated_at = ? WHERE id = ?",
-        o.certificate_name, o.directory_url, o.order_url, o.status, o.error, updated, o.id);
+        "status = ?, error = ?, updated_at = ?, private_key_pem = ?, profile = ?, replaces = ?, "
+        "problem = ?, certificate_generation = ? WHERE id = ?",
+        o.certificate_name, o.directory_url, o.order_url, o.status, o.error, updated,
+        o.private_key_pem, o.profile, o.replaces, o.problem, o.certificate_generation, o.id);
     if (!r) return r.error();
     if (sqlite3_changes(db_.handle.get()) == 0)
       return StoreError{db_.path + ": no ACME order with id " + std::to_string(o.id)};
@@ -391,18 +446,82 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<AcmeOrderRecord>> recent_orders(int limit) override {
-    auto st = prepare(
-        "SELECT id, certificate_name, directory_url, order_url, status, error, created_at, "
-        "updated_at FROM acme_orders ORDER BY id DESC LIMIT ?");
-    st.bind(limit);
-    std::vector<AcmeOrderRecord> out;
-    for (;;) {
-      auto row = st.step();
-      if (!row) return row.error();
-      if (!*row) return out;
-      out.push_back({st.integer(0), st.text(1), st.text(2), st.text(3), st.text(4), st.text(5),
-                     st.integer(6), st.integer(7)});
-    }
+    return orders(" ORDER BY id DESC LIMIT ?", limit);
+  }
+
+  Result<std::vector<AcmeOrderRecord>> certificate_orders(std::string_view name,
+                                                          int limit) override {
+    return orders(" WHERE certificate_name = ? ORDER BY id DESC LIMIT ?", name, limit);
+  }
+
+  Result<std::optional<RenewalState>> renewal_state(std::string_view name) override {
+    auto list = renewal_rows(" WHERE name = ?", name);
+    if (!list) return list.error();
+    if (list->empty()) return std::optional<RenewalState>();
+    return std::optional<RenewalState>(std::move(list->front()));
+  }
+
+  Result<std::vector<RenewalState>> renewal_states() override {
+    return renewal_rows(" ORDER BY name");
+  }
+
+  Result<void> put_renewal_state(RenewalState const& r) override {
+    return exec(
+        "INSERT INTO renewal_state (name, status, next_renewal_at, renewal_reason, "
+        "planned_generation, ari_next_check_at, failures, last_attempt_at, last_success_at, "
+        "next_attempt_at, last_error, last_problem, issuer, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+        "status = excluded.status, next_renewal_at = excluded.next_renewal_at, "
+        "renewal_reason = excluded.renewal_reason, "
+        "planned_generation = excluded.planned_generation, "
+        "ari_next_check_at = excluded.ari_next_check_at, failures = excluded.failures, "
+        "last_attempt_at = excluded.last_attempt_at, "
+        "last_success_at = excluded.last_success_at, "
+        "next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error, "
+        "last_problem = excluded.last_problem, issuer = excluded.issuer, "
+        "updated_at = excluded.updated_at",
+        r.name, r.status, r.next_renewal_at, r.renewal_reason, r.planned_generation,
+        r.ari_next_check_at, r.failures, r.last_attempt_at, r.last_success_at, r.next_attempt_at,
+        r.last_error, r.last_problem, r.issuer, now_seconds());
+  }
+
+  Result<std::int64_t> request_operation(AcmeOperation const& op) override {
+    auto r = exec(
+        "INSERT INTO acme_operations (kind, target, argument, status, requested_at) "
+        "VALUES (?, ?, ?, 'pending', ?)",
+        op.kind, op.target, op.argument, now_seconds());
+    if (!r) return r.error();
+    return sqlite3_last_insert_rowid(db_.handle.get());
+  }
+
+  Result<std::vector<AcmeOperation>> take_operations() override {
+    std::vector<AcmeOperation> out;
+    // Polled every tick by edged: skip the write lock when nothing is queued.
+    auto pending = scalar("SELECT EXISTS (SELECT 1 FROM acme_operations WHERE status = 'pending')");
+    if (!pending) return pending.error();
+    if (!*pending) return out;
+    Transaction tx(*this);
+    if (auto r = tx.begin(); !r) return r.error();
+    auto list = operation_rows(" WHERE status = 'pending' ORDER BY id");
+    if (!list) return list.error();
+    auto r = exec("UPDATE acme_operations SET status = 'running' WHERE status = 'pending'");
+    if (r) r = tx.commit();
+    if (!r) return r.error();
+    for (auto& op : *list) op.status = "running";
+    return std::move(*list);
+  }
+
+  Result<void> finish_operation(std::int64_t id, std::string_view status,
+                                std::string_view result) override {
+    return exec("UPDATE acme_operations SET status = ?, result = ?, finished_at = ? WHERE id = ?",
+                status, result, now_seconds(), id);
+  }
+
+  Result<std::optional<AcmeOperation>> operation(std::int64_t id) override {
+    auto list = operation_rows(" WHERE id = ?", id);
+    if (!list) return list.error();
+    if (list->empty()) return std::optional<AcmeOperation>();
+    return std::optional<AcmeOperation>(std::move(list->front()));
   }
 
   Result<void> put_challenge(AcmeChallengeRecord const& c) override {
@@ -465,21 +584,67 @@ class SqliteStore final : public Store {
     Transaction tx(*this);
     if (auto r = tx.begin(); !r) return r.error();
     {
-      auto st = prepare(
+      auto insert = prepare(
           "INSERT INTO handshakes (timestamp_us, outcome, error_type, alert_sent, "
           "client_address, client_port, server_port, server_name, protocol_version, cipher, "
           "cert_name, cert_serial, cert_sha256, cert_generation, duration_us, json) "
           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      auto count = prepare(
+          "INSERT INTO handshake_counters (cert_name, outcome, error_type, count) VALUES (?, ?, ?, ?) "
+          "ON CONFLICT (cert_name, outcome, error_type) DO UPDATE SET count = count + excluded.count");
+      // A batch holds thousands of records but few distinct counters: sum first.
+      std::map<std::tuple<std::string_view, std::string_view, std::string_view>, std::int64_t> counts;
       for (auto const& h : records) {
-        st.bind(h.timestamp_us, h.outcome, h.error_type, h.alert_sent, h.client_address,
-                h.client_port, h.server_port, h.server_name, h.protocol_version, h.cipher,
-                h.cert_name, h.cert_serial, h.cert_sha256, h.cert_generation, h.duration_us,
-                h.json);
-        if (auto r = st.run(); !r) return r.error();
-        st.reset();
+        if (h.keep_row) {
+          insert.bind(h.timestamp_us, h.outcome, h.error_type, h.alert_sent, h.client_address, h.client_port,
+                      h.server_port, h.server_name, h.protocol_version, h.cipher, h.cert_name, h.cert_serial,
+                      h.cert_sha256, h.cert_generation, h.duration_us, h.json);
+          if (auto r = insert.run(); !r) return r.error();
+          insert.reset();
+        }
+        counts[{h.cert_name, h.outcome, h.error_type}] += h.count;
+      }
+      for (auto const& [key, n] : counts) {
+        count.bind(std::get<0>(key), std::get<1>(key), std::get<2>(key), n);
+        if (auto r = count.run(); !r) return r.error();
+        count.reset();
       }
     }
     return tx.commit();
+  }
+
+  Result<std::int64_t> prune_handshakes(std::int64_t older_than_us, std::int64_t keep_rows) override {
+    Transaction tx(*this);
+    if (auto r = tx.begin(); !r) return r.error();
+    std::int64_t deleted = 0;
+    if (older_than_us > 0) {
+      auto st = prepare("DELETE FROM handshakes WHERE timestamp_us < ?");
+      st.bind(older_than_us);
+      if (auto r = st.run(); !r) return r.error();
+      deleted += sqlite3_changes(db_.handle.get());
+    }
+    if (keep_rows > 0) {
+      // Rows are appended in time order, so the newest keep_rows have the highest ids.
+      auto st = prepare("DELETE FROM handshakes WHERE id <= (SELECT id FROM handshakes ORDER BY id DESC LIMIT 1 OFFSET ?)");
+      st.bind(keep_rows);
+      if (auto r = st.run(); !r) return r.error();
+      deleted += sqlite3_changes(db_.handle.get());
+    }
+    if (auto r = tx.commit(); !r) return r.error();
+    return deleted;
+  }
+
+  Result<std::vector<HandshakeSummaryRow>> handshake_summary() override {
+    auto st = prepare(
+        "SELECT cert_name, outcome, error_type, count FROM handshake_counters "
+        "ORDER BY cert_name, count DESC, outcome, error_type");
+    std::vector<HandshakeSummaryRow> out;
+    for (;;) {
+      auto row = st.step();
+      if (!row) return row.error();
+      if (!*row) return out;
+      out.push_back({st.text(0), st.text(1), st.text(2), st.integer(3)});
+    }
   }
 
   Result<std::vector<HandshakeRecord>> handshakes(HandshakeQuery const& q) override {
@@ -520,8 +685,9 @@ class SqliteStore final : public Store {
 
   Result<std::vector<HandshakeCounters>> handshake_counters() override {
     auto st = prepare(
-        "SELECT cert_name, SUM(outcome = 'ok'), SUM(outcome IN ('failed', 'timeout')) "
-        "FROM handshakes GROUP BY cert_name ORDER BY cert_name");
+        "SELECT cert_name, SUM(CASE WHEN outcome = 'ok' THEN count ELSE 0 END), "
+        "SUM(CASE WHEN outcome IN ('failed', 'timeout') THEN count ELSE 0 END) "
+        "FROM handshake_counters GROUP BY cert_name ORDER BY cert_name");
     std::vector<HandshakeCounters> out;
     for (;;) {
       auto row = st.step();
@@ -586,6 +752,61 @@ class SqliteStore final : public Store {
     if (!row) return row.error();
     if (!*row) return StoreError{db_.path + ": no result from \"" + sql + "\""};
     return st.integer(0);
+  }
+
+  template <class... Args>
+  Result<std::vector<AcmeOrderRecord>> orders(char const* tail, Args const&... args) {
+    auto st = prepare(std::string(
+                          "SELECT id, certificate_name, directory_url, order_url, status, error, "
+                          "created_at, updated_at, private_key_pem, profile, replaces, problem, "
+                          "certificate_generation FROM acme_orders") +
+                      tail);
+    st.bind(args...);
+    std::vector<AcmeOrderRecord> out;
+    for (;;) {
+      auto row = st.step();
+      if (!row) return row.error();
+      if (!*row) return out;
+      out.push_back({st.integer(0), st.text(1), st.text(2), st.text(3), st.text(4), st.text(5),
+                     st.integer(6), st.integer(7), st.text(8), st.text(9), st.text(10),
+                     st.text(11), st.integer(12)});
+    }
+  }
+
+  template <class... Args>
+  Result<std::vector<RenewalState>> renewal_rows(char const* tail, Args const&... args) {
+    auto st = prepare(std::string(
+                          "SELECT name, status, next_renewal_at, renewal_reason, "
+                          "planned_generation, ari_next_check_at, failures, last_attempt_at, "
+                          "last_success_at, next_attempt_at, last_error, last_problem, issuer, "
+                          "updated_at FROM renewal_state") +
+                      tail);
+    st.bind(args...);
+    std::vector<RenewalState> out;
+    for (;;) {
+      auto row = st.step();
+      if (!row) return row.error();
+      if (!*row) return out;
+      out.push_back({st.text(0), st.text(1), st.integer(2), st.text(3), st.integer(4),
+                     st.integer(5), st.integer(6), st.integer(7), st.integer(8), st.integer(9),
+                     st.text(10), st.text(11), st.text(12), st.integer(13)});
+    }
+  }
+
+  template <class... Args>
+  Result<std::vector<AcmeOperation>> operation_rows(char const* tail, Args const&... args) {
+    auto st = prepare(std::string("SELECT id, kind, target, argument, status, result, "
+                                  "requested_at, finished_at FROM acme_operations") +
+                      tail);
+    st.bind(args...);
+    std::vector<AcmeOperation> out;
+    for (;;) {
+      auto row = st.step();
+      if (!row) return row.error();
+      if (!*row) return out;
+      out.push_back({st.integer(0), st.text(1), st.text(2), st.text(3), st.text(4), st.text(5),
+                     st.integer(6), st.integer(7)});
+    }
   }
 
   template <class... Args>

@@ -34,7 +34,7 @@ TEST(ConfigLoader, SpineExampleLoadsUnchanged) {
   EXPECT_EQ(config->proxy.routes[0].path_prefix, "/");
   EXPECT_EQ(config->proxy.routes[0].upstream.host, "127.0.0.1");
   EXPECT_EQ(config->proxy.routes[0].upstream.port, 8080);
-  EXPECT_EQ(config->handshake_log_file, (kData / "handshakes.jsonl").string());
+  EXPECT_EQ(config->handshake_log.file, (kData / "handshakes.jsonl").string());
 }
 
 std::string error_of(std::string const& yaml) {
@@ -99,6 +99,41 @@ TEST(ConfigLoader, SingleManualCertificateAsInTheOriginalDesign) {
   EXPECT_EQ(config->manual_certificates[0].certificate, "/p/fullchain.pem");
   EXPECT_EQ(error_of("proxy:\n  tls:\n    mode: manual\n    certificate: /p/fullchain.pem\n"),
             "edge.yaml:3:5: proxy.tls: missing key \"private_key\" (certificate is set)");
+}
+
+TEST(ConfigLoader, ListenEntriesMayCarryAnUnknownSniPolicy) {
+  auto config = parse_config(
+      "proxy:\n  listen:\n    - \"127.0.0.1:8443\"\n    - {address: \"127.0.0.1:9443\", unknown_sni: drop}\n"
+      "  tls:\n    unknown_sni: reject\n",
+      "edge.yaml", "/etc/edge");
+  ASSERT_TRUE(config) << config.error().message;
+  ASSERT_EQ(config->proxy.listen.size(), 2u);
+  EXPECT_FALSE(config->proxy.listen[0].unknown_sni.has_value());
+  EXPECT_EQ(config->proxy.listen[1].unknown_sni, proxy::UnknownSniPolicy::drop);
+  EXPECT_EQ(config->proxy.tls.unknown_sni, proxy::UnknownSniPolicy::reject);
+  EXPECT_EQ(error_of("proxy:\n  listen:\n    - {address: \"127.0.0.1:9443\", unknown_sni: ignore}\n"),
+            "edge.yaml:3:48: proxy.listen[0].unknown_sni: expected default, reject or drop, got \"ignore\"");
+}
+
+TEST(ConfigLoader, TlsPolicyListsAreCheckedEntryByEntry) {
+  auto config = parse_config("proxy:\n  tls:\n    groups: [X25519, P-256]\n    cipher_suites: TLS_AES_128_GCM_SHA256\n",
+                             "edge.yaml", "/etc/edge");
+  ASSERT_TRUE(config) << config.error().message;
+  EXPECT_EQ(config->proxy.tls.groups, "X25519:P-256");
+  EXPECT_EQ(error_of("proxy:\n  tls:\n    groups: [X25519, P-257]\n"),
+            "edge.yaml:3:13: proxy.tls.groups: unknown group \"P-257\"");
+  EXPECT_EQ(error_of("proxy:\n  tls:\n    ciphers: \"ECDHE-ECDSA-AES128-GCM-SHA256:NOPE\"\n"),
+            "edge.yaml:3:14: proxy.tls.ciphers: unknown TLS 1.2 cipher \"NOPE\"");
+}
+
+TEST(ConfigLoader, MtlsEntryNeedsAReadableClientCa) {
+  EXPECT_EQ(error_of("proxy:\n  tls:\n    routing:\n      sni:\n        - {server_name: a.test, client_auth: required}\n"),
+            "edge.yaml:5:11: proxy.tls.routing.sni[0].client_ca: required when client_auth is required");
+  auto const message = error_of(
+      "proxy:\n  tls:\n    routing:\n      sni:\n"
+      "        - {server_name: a.test, client_auth: required, client_ca: /nonexistent/ca.pem}\n");
+  EXPECT_EQ(message.rfind("edge.yaml:5:67: proxy.tls.routing.sni[0].client_ca: /nonexistent/ca.pem: cannot read", 0), 0u)
+      << message;
 }
 
 TEST(ConfigLoader, SyntaxErrorHasPosition) {

@@ -111,7 +111,7 @@ TEST_F(SqliteStoreTest, CreatesReopensAndMigratesIdempotently) {
     ASSERT_TRUE(current && *current);
     EXPECT_EQ((*current)->serial, "01");
   }
-  EXPECT_EQ(raw_pragma(path_, "PRAGMA user_version"), 1);
+  EXPECT_EQ(raw_pragma(path_, "PRAGMA user_version"), 3);  // one per migration step
   EXPECT_EQ(raw_pragma(path_, "PRAGMA application_id"), 0x45444745);
   // journal_mode reads as text; WAL shows in the header's read/write versions (2 = WAL).
   auto const bytes = file_bytes(path_);
@@ -472,4 +472,46 @@ TEST_F(SqliteStoreTest, SecondConnectionInProcessKeepsWalWritesVisible) {
   ASSERT_TRUE(second->append_handshakes(std::span<HandshakeRecord const>(&h, 1)));
   ASSERT_TRUE(writer->append_handshakes(std::span<HandshakeRecord const>(&h, 1)));
   EXPECT_EQ(count_in_child(path_), 3);
+}
+
+TEST_F(SqliteStoreTest, CountersSurviveRetentionAndCountUnkeptRows) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  std::vector<HandshakeRecord> batch;
+  for (int i = 0; i < 10; ++i) {
+    HandshakeRecord h;
+    h.timestamp_us = 1000 + i;
+    h.outcome = i < 6 ? "ok" : "failed";
+    h.error_type = i < 6 ? "" : "protocol_version";
+    h.cert_name = "main";
+    h.json = "{}";
+    h.keep_row = i != 0;     // one success left out by sampling
+    h.count = i == 9 ? 5 : 1;  // one record folding five identical failures
+    batch.push_back(h);
+  }
+  ASSERT_TRUE(store->append_handshakes(batch));
+  auto rows = store->handshakes({std::nullopt, false, 0});
+  ASSERT_TRUE(rows);
+  EXPECT_EQ(rows->size(), 9u);
+
+  auto pruned = store->prune_handshakes(1005, 2);  // drop ts < 1005, then keep the newest 2
+  ASSERT_TRUE(pruned) << pruned.error().message;
+  EXPECT_EQ(*pruned, 7);
+  rows = store->handshakes({std::nullopt, false, 0});
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].timestamp_us, 1009);
+
+  auto counters = store->handshake_counters();
+  ASSERT_TRUE(counters);
+  ASSERT_EQ(counters->size(), 1u);
+  EXPECT_EQ((*counters)[0].ok, 6);
+  EXPECT_EQ((*counters)[0].failed, 8);  // 3 + 5 folded
+
+  auto summary = store->handshake_summary();
+  ASSERT_TRUE(summary);
+  ASSERT_EQ(summary->size(), 2u);
+  EXPECT_EQ((*summary)[0].error_type, "protocol_version");
+  EXPECT_EQ((*summary)[0].count, 8);
+  EXPECT_EQ((*summary)[1].outcome, "ok");
+  EXPECT_EQ((*summary)[1].count, 6);
 }

@@ -4,6 +4,7 @@
 // A full queue drops the record and counts it; a handshake never waits.
 #include <edge/proxy/handshake_event.hpp>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <atomic>
@@ -20,6 +21,12 @@ struct HandshakeLogOptions {
   std::string file;                  // JSON lines; "-" = stdout; empty = no file
   std::filesystem::path store_path;  // empty = no SQLite sink
   std::size_t queue_capacity = 65536;
+  double sample_success = 1.0;              // share of ok records kept; failures are always kept
+  std::chrono::seconds damping_window{0};   // fold identical failures per client (0 = off)
+  std::uint64_t max_file_bytes = 0;         // rotate the file at this size (0 = never; logrotate + SIGUSR1)
+  unsigned max_files = 5;                   // rotated files kept: file.1 .. file.N
+  std::chrono::seconds retention_age{0};    // delete stored rows older than this (0 = keep)
+  std::int64_t retention_rows = 0;          // keep at most this many stored rows (0 = no limit)
 };
 
 class HandshakeLog {
@@ -36,12 +43,24 @@ class HandshakeLog {
   // Thread: any (I/O threads). Never blocks on I/O.
   void submit(HandshakeEvent&& event);
 
+  // Reopens the file at its path (after logrotate moved it). Thread: any;
+  // async-signal-unsafe, call it from the signal-handling thread.
+  void reopen() noexcept;
+
   std::uint64_t dropped() const noexcept { return dropped_.load(); }
   std::uint64_t written() const noexcept { return written_.load(); }
   std::uint64_t store_failures() const noexcept { return store_failures_.load(); }
+  std::uint64_t folded() const noexcept { return folded_.load(); }
+
+  static constexpr std::size_t batch_size = 512;
+  static constexpr std::chrono::milliseconds batch_interval{100};
 
  private:
   void run();
+  void write_batch(std::vector<HandshakeEvent>& batch, bool final);
+  void flush_damped(bool everything);
+  void rotate_if_needed();
+  void open_file();
 
   struct Sinks;
   HandshakeLogOptions options_;
@@ -54,6 +73,8 @@ class HandshakeLog {
   std::atomic<std::uint64_t> dropped_{0};
   std::atomic<std::uint64_t> written_{0};
   std::atomic<std::uint64_t> store_failures_{0};
+  std::atomic<std::uint64_t> folded_{0};
+  std::atomic<bool> reopen_requested_{false};
 };
 
 // The record as one JSON object (no trailing newline). Exposed for tests.

@@ -34,6 +34,7 @@ struct AcmeAccount {
   std::string key_pem;      // account private key (PKCS#8 PEM)
   std::string contact_json;  // JSON array of contact URIs, as registered
   std::int64_t created_at = 0;
+  std::string status = "valid";  // "valid" or "deactivated" (then a new one is registered)
 };
 
 // Progress of one ACME order, kept so an operator can see what is pending.
@@ -46,6 +47,13 @@ struct AcmeOrderRecord {
   std::string error;   // last problem, human readable
   std::int64_t created_at = 0;
   std::int64_t updated_at = 0;
+  // Crash safety: the certificate key is saved here before the order is
+  // finalized, so that after a restart the order can be completed with it.
+  std::string private_key_pem{};
+  std::string profile{};   // ACME profile requested, "" for the CA's default
+  std::string replaces{};  // ARI CertID of the certificate this order replaces, or ""
+  std::string problem{};   // the server's problem document verbatim, or ""
+  std::int64_t certificate_generation = 0;  // what it produced, once stored
 };
 
 struct AcmeChallengeRecord {
@@ -77,12 +85,24 @@ struct HandshakeRecord {
   std::int64_t cert_generation = 0;
   std::int64_t duration_us = 0;
   std::string json;
+  // Identical failures folded into this record (flood damping); counters add it.
+  std::int64_t count = 1;
+  // false: only the counters are updated (a success left out by sampling).
+  bool keep_row = true;
 };
 
 struct HandshakeQuery {
   std::optional<std::string> cert_name;
   bool failed_only = false;
   int limit = 100;  // newest first
+};
+
+// One line of the counters: how many handshakes of a certificate ended how.
+struct HandshakeSummaryRow {
+  std::string cert_name;
+  std::string outcome;
+  std::string error_type;
+  std::int64_t count = 0;
 };
 
 // Handshake totals per certificate name (cert_name "" = none selected).

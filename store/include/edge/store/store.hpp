@@ -4,6 +4,7 @@
 //
 // Threading: one Store object belongs to one thread. Open one per thread that
 // needs it (the backend serialises between connections, e.g. SQLite WAL).
+#include <edge/store/acme_state.hpp>
 #include <edge/store/error.hpp>
 #include <edge/store/records.hpp>
 
@@ -43,7 +44,13 @@ class Store {
   // Handshake records, appended in one transaction per batch.
   virtual Result<void> append_handshakes(std::span<HandshakeRecord const> records) = 0;
   virtual Result<std::vector<HandshakeRecord>> handshakes(HandshakeQuery const& query) = 0;
+  // Totals come from counters kept apart from the rows: they survive pruning
+  // and count records left out by sampling.
   virtual Result<std::vector<HandshakeCounters>> handshake_counters() = 0;
+  virtual Result<std::vector<HandshakeSummaryRow>> handshake_summary() = 0;
+  // Retention: deletes rows older than `older_than_us` (0 = no age limit) and
+  // all but the newest `keep_rows` (0 = no row limit). Returns rows deleted.
+  virtual Result<std::int64_t> prune_handshakes(std::int64_t older_than_us, std::int64_t keep_rows) = 0;
 
   // Added after the first contract; not pure so existing fakes keep compiling.
   // Every generation of one name, newest first (history is kept on put).
@@ -53,6 +60,37 @@ class Store {
   // The challenges recorded for one order, in insertion order.
   virtual Result<std::vector<AcmeChallengeRecord>> challenges(std::int64_t) {
     return StoreError{"ACME challenges are not available from this store"};
+  }
+
+  // ACME renewal state (acme_state.hpp), one row per certificate name.
+  virtual Result<std::optional<RenewalState>> renewal_state(std::string_view) {
+    return StoreError{"renewal state is not available from this store"};
+  }
+  virtual Result<std::vector<RenewalState>> renewal_states() {
+    return StoreError{"renewal state is not available from this store"};
+  }
+  virtual Result<void> put_renewal_state(RenewalState const&) {
+    return StoreError{"renewal state is not available from this store"};
+  }
+  // The orders of one certificate name, newest first.
+  virtual Result<std::vector<AcmeOrderRecord>> certificate_orders(std::string_view, int) {
+    return StoreError{"ACME orders are not available from this store"};
+  }
+  // Operator requests for the running edged (edgectl revoke, account ...):
+  // request_operation queues one and returns its id; take_operations hands
+  // the pending ones to edged (marking them running); finish_operation
+  // records the outcome, which operation(id) reads back.
+  virtual Result<std::int64_t> request_operation(AcmeOperation const&) {
+    return StoreError{"ACME operations are not available from this store"};
+  }
+  virtual Result<std::vector<AcmeOperation>> take_operations() {
+    return StoreError{"ACME operations are not available from this store"};
+  }
+  virtual Result<void> finish_operation(std::int64_t, std::string_view, std::string_view) {
+    return StoreError{"ACME operations are not available from this store"};
+  }
+  virtual Result<std::optional<AcmeOperation>> operation(std::int64_t) {
+    return StoreError{"ACME operations are not available from this store"};
   }
 };
 
