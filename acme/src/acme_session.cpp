@@ -47,6 +47,13 @@ AcmeResult<Directory> parse_directory(std::string_view body) {
   d.renewal_info = string_member(object, "renewalInfo");
   if (auto const* meta = object.if_contains("meta"); meta && meta->is_object()) {
     d.terms_of_service = string_member(meta->get_object(), "termsOfService");
+    if (auto const* profiles = meta->get_object().if_contains("profiles");
+        profiles && profiles->is_object()) {
+      for (auto const& [name, description] : profiles->get_object())
+        d.profiles.emplace_back(std::string(name),
+                                description.is_string() ? std::string(description.get_string())
+                                                        : std::string());
+    }
     if (auto const* ear = meta->get_object().if_contains("externalAccountRequired");
         ear && ear->is_bool())
       d.external_account_required = ear->get_bool();
@@ -55,6 +62,19 @@ AcmeResult<Directory> parse_directory(std::string_view body) {
     return AcmeError{problem::protocol, "directory lacks newNonce, newAccount or newOrder", 0,
                      std::nullopt};
   return d;
+}
+
+bool Directory::offers_profile(std::string_view name) const {
+  return std::any_of(profiles.begin(), profiles.end(),
+                     [&](auto const& p) { return p.first == name; });
+}
+
+AcmeResult<HttpResponse> AcmeSession::get(std::string const& url) {
+  auto response = transport_.perform({HttpMethod::get, url, {}, {}, "application/json"});
+  if (!response) return response.error();
+  take_nonce(*response);
+  if (!is_success(response->status)) return error_from_response(*response, "");
+  return std::move(*response);
 }
 
 AcmeSession::AcmeSession(HttpTransport& transport, std::string directory_url)

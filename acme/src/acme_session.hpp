@@ -9,6 +9,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace edge::acme {
 
@@ -21,6 +23,11 @@ struct Directory {
   std::string renewal_info;  // ARI, absent on older servers
   std::string terms_of_service;
   bool external_account_required = false;
+  // meta.profiles (draft-ietf-acme-profiles): name -> description, in the
+  // server's order; empty when the server offers none.
+  std::vector<std::pair<std::string, std::string>> profiles;
+
+  bool offers_profile(std::string_view name) const;
 };
 
 AcmeResult<Directory> parse_directory(std::string_view body);
@@ -57,6 +64,9 @@ class AcmeSession {
                                        std::string const& accept = "application/json") {
     return post(url, "", accept);
   }
+  // An unauthenticated GET (renewalInfo, RFC 9773). Non-2xx answers become
+  // AcmeError as for post().
+  AcmeResult<HttpResponse> get(std::string const& url);
 
   int bad_nonce_retries() const { return bad_nonce_retries_; }
 

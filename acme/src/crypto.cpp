@@ -5,6 +5,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
@@ -98,7 +99,27 @@ AcmeResult<PkeyPtr> generate_key(KeyType type) {
   return PkeyPtr(key);
 }
 
-AcmeResult<PkeyPtr> generate_account_key() { return generate_key(KeyType::ecdsa_p256); }
+AcmeResult<PkeyPtr> generate_account_key(KeyType type) {
+  if (type == KeyType::ecdsa_p384)
+    return AcmeError{problem::unsupported, "account keys are ecdsa-p256 (ES256) or rsa-* (RS256)"};
+  return generate_key(type);
+}
+
+std::optional<KeyType> key_type_of(EVP_PKEY* key) {
+  int const bits = EVP_PKEY_get_bits(key);
+  switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_EC:
+      if (bits == 256) return KeyType::ecdsa_p256;
+      if (bits == 384) return KeyType::ecdsa_p384;
+      return std::nullopt;
+    case EVP_PKEY_RSA:
+      if (bits == 2048) return KeyType::rsa_2048;
+      if (bits == 3072) return KeyType::rsa_3072;
+      if (bits == 4096) return KeyType::rsa_4096;
+      return std::nullopt;
+    default: return std::nullopt;
+  }
+}
 
 AcmeResult<std::string> private_key_pem(EVP_PKEY* key) {
   BioPtr const bio(BIO_new(BIO_s_mem()));
@@ -122,7 +143,125 @@ AcmeResult<std::string> certificate_pem(X509* certificate) {
   return bio_contents(bio.get());
 }
 
+namespace {
+
+AcmeResult<std::string> rsa_jwk_json(EVP_PKEY* key) {
+  auto component = [key](char const* param) -> AcmeResult<std::string> {
+    BIGNUM* raw = nullptr;
+    if (EVP_PKEY_get_bn_param(key, param, &raw) != 1) return crypto_error("reading RSA public key");
+    BignumPtr const bn(raw);
+    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(BN_num_bytes(bn.get())));
+    BN_bn2bin(bn.get(), bytes.data());
+    return base64url_encode(bytes);  // unsigned big-endian, no leading zero (RFC 7518 6.3.1)
+  };
+  auto e = component(OSSL_PKEY_PARAM_RSA_E);
+  if (!e) return e.error();
+  auto n = component(OSSL_PKEY_PARAM_RSA_N);
+  if (!n) return n.error();
+  return R"({"e":")" + *e + R"(","kty":"RSA","n":")" + *n + R"("})";
+}
+
+}  // namespace
+
+AcmeResult<std::string> jws_algorithm(EVP_PKEY* key) {
+  if (is_p256(key)) return std::string("ES256");
+  if (EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA) return std::string("RS256");
+  return AcmeError{problem::crypto, "account key is neither EC P-256 nor RSA", 0, std::nullopt};
+}
+
+AcmeResult<std::vector<std::uint8_t>> jws_sign(EVP_PKEY* key, std::string_view data) {
+  if (is_p256(key)) return es256_sign(key, data);
+  if (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA)
+    return AcmeError{problem::crypto, "account key is neither EC P-256 nor RSA", 0, std::nullopt};
+  MdCtxPtr const ctx(EVP_MD_CTX_new());
+  std::size_t length = 0;
+  auto const* bytes = reinterpret_cast<unsigned char const*>(data.data());
+  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key) != 1 ||
+      EVP_DigestSign(ctx.get(), nullptr, &length, bytes, data.size()) != 1)
+    return crypto_error("RS256 signing");
+  std::vector<std::uint8_t> signature(length);
+  if (EVP_DigestSign(ctx.get(), signature.data(), &length, bytes, data.size()) != 1)
+    return crypto_error("RS256 signing");
+  signature.resize(length);
+  return signature;
+}
+
+AcmeResult<std::vector<std::uint8_t>> hmac_sha256(std::span<std::uint8_t const> key,
+                                                  std::string_view data) {
+  std::vector<std::uint8_t> mac(EVP_MAX_MD_SIZE);
+  unsigned int length = 0;
+  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+           reinterpret_cast<unsigned char const*>(data.data()), data.size(), mac.data(),
+           &length) == nullptr)
+    return crypto_error("HMAC-SHA256");
+  mac.resize(length);
+  return mac;
+}
+
+AcmeResult<std::vector<X509Ptr>> parse_pem_chain(std::string_view chain_pem) {
+  BioPtr const bio(BIO_new_mem_buf(chain_pem.data(), static_cast<int>(chain_pem.size())));
+  if (!bio) return crypto_error("reading certificate chain");
+  std::vector<X509Ptr> chain;
+  while (X509* cert = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr))
+    chain.emplace_back(cert);
+  ERR_clear_error();  // the loop ends on "no start line"
+  if (chain.empty())
+    return AcmeError{problem::crypto, "no certificate in PEM chain", 0, std::nullopt};
+  return chain;
+}
+
+std::vector<std::string> chain_issuer_names(std::vector<X509Ptr> const& chain) {
+  std::vector<std::string> out;
+  for (auto const& cert : chain) {
+    std::string cn;
+    X509_NAME* issuer = X509_get_issuer_name(cert.get());
+    int const index = X509_NAME_get_index_by_NID(issuer, NID_commonName, -1);
+    if (index >= 0) {
+      ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(issuer, index));
+      unsigned char* utf8 = nullptr;
+      int const length = ASN1_STRING_to_UTF8(&utf8, data);
+      if (length >= 0 && utf8 != nullptr) cn.assign(reinterpret_cast<char*>(utf8), static_cast<std::size_t>(length));
+      OPENSSL_free(utf8);
+    }
+    out.push_back(std::move(cn));
+  }
+  return out;
+}
+
+AcmeResult<std::vector<std::uint8_t>> certificate_der(X509* certificate) {
+  int const length = i2d_X509(certificate, nullptr);
+  if (length <= 0) return crypto_error("encoding certificate");
+  std::vector<std::uint8_t> der(static_cast<std::size_t>(length));
+  unsigned char* p = der.data();
+  if (i2d_X509(certificate, &p) != length) return crypto_error("encoding certificate");
+  return der;
+}
+
+AcmeResult<std::string> ari_cert_id(std::string_view chain_pem) {
+  auto chain = parse_pem_chain(chain_pem);
+  if (!chain) return chain.error();
+  X509* leaf = chain->front().get();
+  ASN1_OCTET_STRING const* key_id = X509_get0_authority_key_id(leaf);
+  if (key_id == nullptr)
+    return AcmeError{problem::crypto, "certificate has no authority key identifier", 0,
+                     std::nullopt};
+  ASN1_INTEGER const* serial = X509_get0_serialNumber(leaf);
+  // The DER content octets of the INTEGER: two's complement, so a leading
+  // zero byte stays when the high bit is set.
+  int const der_length = i2d_ASN1_INTEGER(serial, nullptr);
+  if (der_length <= 2 || der_length > 129) return crypto_error("encoding serial number");
+  std::vector<std::uint8_t> der(static_cast<std::size_t>(der_length));
+  unsigned char* p = der.data();
+  i2d_ASN1_INTEGER(serial, &p);
+  // Skip tag and length (serials are at most 20 octets: short-form length).
+  std::span<std::uint8_t const> const content(der.data() + 2, der.size() - 2);
+  std::span<std::uint8_t const> const aki(ASN1_STRING_get0_data(key_id),
+                                          static_cast<std::size_t>(ASN1_STRING_length(key_id)));
+  return base64url_encode(aki) + "." + base64url_encode(content);
+}
+
 AcmeResult<std::string> jwk_json(EVP_PKEY* key) {
+  if (EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA) return rsa_jwk_json(key);
   if (!is_p256(key))
     return AcmeError{problem::crypto, "account key is not an EC P-256 key", 0, std::nullopt};
   auto x = key_coordinate(key, OSSL_PKEY_PARAM_EC_PUB_X);

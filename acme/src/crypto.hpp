@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include <array>
+#include <optional>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -55,17 +56,27 @@ Sha256Digest sha256(std::string_view data);
 std::string hex_lower(std::span<std::uint8_t const> data);
 
 AcmeResult<PkeyPtr> generate_key(KeyType type);
-// The account key: always P-256, the curve ES256 is defined for.
-AcmeResult<PkeyPtr> generate_account_key();
+// An account key: P-256 (ES256) by default; RSA key types give RS256 keys.
+// ecdsa-p384 is not an account key type (ES384 is not required of CAs).
+AcmeResult<PkeyPtr> generate_account_key(KeyType type = KeyType::ecdsa_p256);
+// What a key is, as configured: nullopt for other key kinds.
+std::optional<KeyType> key_type_of(EVP_PKEY* key);
 // Unencrypted PKCS#8 PEM.
 AcmeResult<std::string> private_key_pem(EVP_PKEY* key);
 AcmeResult<PkeyPtr> load_private_key(std::string_view pem);
 AcmeResult<std::string> certificate_pem(X509* certificate);
 
-// The public JWK of a P-256 key with exactly the required members in
-// lexicographic order and no whitespace: {"crv":"P-256","kty":"EC","x":..,"y":..}.
-// That is also the RFC 7638 thumbprint input.
+// The public JWK of an account key with exactly the required members in
+// lexicographic order and no whitespace: {"crv":"P-256","kty":"EC","x":..,"y":..}
+// or {"e":..,"kty":"RSA","n":..}. That is also the RFC 7638 thumbprint input.
 AcmeResult<std::string> jwk_json(EVP_PKEY* key);
+// "ES256" for P-256 keys, "RS256" for RSA keys.
+AcmeResult<std::string> jws_algorithm(EVP_PKEY* key);
+// The JWS signature for jws_algorithm(key): raw r||s or PKCS#1 v1.5.
+AcmeResult<std::vector<std::uint8_t>> jws_sign(EVP_PKEY* key, std::string_view data);
+// HMAC-SHA-256, for External Account Binding (HS256).
+AcmeResult<std::vector<std::uint8_t>> hmac_sha256(std::span<std::uint8_t const> key,
+                                                  std::string_view data);
 // base64url(SHA-256(jwk_json)).
 AcmeResult<std::string> jwk_thumbprint(EVP_PKEY* key);
 
@@ -76,6 +87,18 @@ AcmeResult<std::vector<std::uint8_t>> es256_sign(EVP_PKEY* key, std::string_view
 // iPAddress); CN is the first DNS name, if any.
 AcmeResult<std::vector<std::uint8_t>> make_csr(EVP_PKEY* key,
                                                std::vector<std::string> const& identifiers);
+
+// ARI's CertID (RFC 9773 section 4.1): base64url(authorityKeyIdentifier's
+// keyIdentifier) "." base64url(serial number DER content bytes), of the first
+// certificate in `chain_pem`.
+AcmeResult<std::string> ari_cert_id(std::string_view chain_pem);
+
+// The certificates of a PEM chain, in order.
+AcmeResult<std::vector<X509Ptr>> parse_pem_chain(std::string_view chain_pem);
+// The issuer CN of every certificate of a chain, leaf first ("" when none).
+std::vector<std::string> chain_issuer_names(std::vector<X509Ptr> const& chain);
+// DER of one certificate.
+AcmeResult<std::vector<std::uint8_t>> certificate_der(X509* certificate);
 
 // SubjectAltName entries for identifiers (DNS name or IP literal).
 AcmeResult<GeneralNamesPtr> make_general_names(std::vector<std::string> const& identifiers);

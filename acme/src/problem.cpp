@@ -78,7 +78,9 @@ std::optional<AcmeError> parse_problem_json(std::string_view text) {
   boost::system::error_code ec;
   auto const value = json::parse(text, ec);
   if (ec) return std::nullopt;
-  return problem_from_value(value);
+  auto error = problem_from_value(value);
+  if (error) error->document = std::string(text);
+  return error;
 }
 
 AcmeError error_from_response(HttpResponse const& response, std::string_view what) {
@@ -86,6 +88,7 @@ AcmeError error_from_response(HttpResponse const& response, std::string_view wha
   auto const content_type_header = response.header("Content-Type").value_or("");
   auto const content_type = media_type(content_type_header);
   if (content_type == "application/problem+json" || content_type == "application/json") {
+    // parse_problem_json keeps the body as the verbatim document.
     if (auto problem = parse_problem_json(response.body)) error = std::move(*problem);
   }
   if (error.type.empty()) {

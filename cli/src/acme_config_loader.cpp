@@ -6,27 +6,83 @@ namespace {
 
 acme::KeyType key_type(Reader const& r, YAML::Node const& node, std::string const& key) {
   auto const text = r.string(node, key);
-  if (text == "ecdsa-p256") return acme::KeyType::ecdsa_p256;
-  if (text == "ecdsa-p384") return acme::KeyType::ecdsa_p384;
-  if (text == "rsa-2048") return acme::KeyType::rsa_2048;
-  if (text == "rsa-3072") return acme::KeyType::rsa_3072;
-  if (text == "rsa-4096") return acme::KeyType::rsa_4096;
+  if (auto type = acme::key_type_from_string(text)) return *type;
   r.fail(node, key, "expected one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, got \"" + text + "\"");
+}
+
+acme::KeyType account_key_type(Reader const& r, YAML::Node const& node, std::string const& key) {
+  auto const type = key_type(r, node, key);
+  if (type == acme::KeyType::ecdsa_p384) {
+    r.fail(node, key, "account keys are ecdsa-p256 (ES256) or rsa-2048/3072/4096 (RS256)");
+  }
+  return type;
+}
+
+std::string directory(Reader const& r, YAML::Node const& node, std::string const& key) {
+  auto url = r.string(node, key);
+  if (!url.starts_with("https://")) r.fail(node, key, "expected an https:// URL");
+  return url;
+}
+
+acme::ExternalAccountBinding eab(Reader const& r, YAML::Node const& node, std::string const& key) {
+  r.only_keys(node, key, {"key_id", "mac_key"});
+  if (!node["key_id"]) r.fail(node, key, "missing key \"key_id\"");
+  if (!node["mac_key"]) r.fail(node, key, "missing key \"mac_key\"");
+  acme::ExternalAccountBinding out{r.string(node["key_id"], key + ".key_id"), r.string(node["mac_key"], key + ".mac_key")};
+  if (out.key_id.empty()) r.fail(node["key_id"], key + ".key_id", "must not be empty");
+  // base64url without padding, as CAs hand MAC keys out (the value itself is
+  // a secret and never appears in messages).
+  auto const& mac = out.hmac_key;
+  bool const base64url = !mac.empty() && std::all_of(mac.begin(), mac.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '-' || c == '_';
+  });
+  if (!base64url) r.fail(node["mac_key"], key + ".mac_key", "expected a base64url MAC key (A-Z a-z 0-9 - _)");
+  return out;
 }
 
 }  // namespace
 
 void read_acme(Reader const& r, YAML::Node const& acme, std::string const& akey, EdgeConfig& config) {
-  r.only_keys(acme, akey, {"directory", "ca_bundle", "contact", "key_type"});
-  if (acme["directory"]) {
-    config.acme.directory_url = r.string(acme["directory"], akey + ".directory");
-    if (!config.acme.directory_url.starts_with("https://")) {
-      r.fail(acme["directory"], akey + ".directory", "expected an https:// URL");
+  r.only_keys(acme, akey,
+              {"directory", "ca_bundle", "contact", "key_type", "account_key_type", "eab", "issuers",
+               "max_parallel_orders"});
+  auto& a = config.acme;
+  if (acme["directory"]) a.directory_url = directory(r, acme["directory"], akey + ".directory");
+  if (acme["ca_bundle"]) a.ca_bundle = r.path(acme["ca_bundle"], akey + ".ca_bundle").string();
+  if (acme["contact"]) a.contact = r.strings(acme["contact"], akey + ".contact");
+  if (acme["key_type"]) a.key_type = key_type(r, acme["key_type"], akey + ".key_type");
+  if (acme["account_key_type"])
+    a.account_key_type = account_key_type(r, acme["account_key_type"], akey + ".account_key_type");
+  if (acme["eab"]) a.eab = eab(r, acme["eab"], akey + ".eab");
+  if (auto n = acme["max_parallel_orders"])
+    a.max_parallel_orders = static_cast<std::size_t>(r.integer(n, akey + ".max_parallel_orders", 1, 64));
+
+  if (auto list = acme["issuers"]) {
+    auto const key = akey + ".issuers";
+    if (acme["directory"]) r.fail(acme["directory"], akey + ".directory", "use either directory or issuers, not both");
+    if (acme["eab"]) r.fail(acme["eab"], akey + ".eab", "with issuers, eab belongs to each issuer");
+    if (!list.IsSequence() || list.size() == 0) r.fail(list, key, "expected a non-empty list of issuers");
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      auto const& node = list[i];
+      auto const item = Reader::index(key, i);
+      r.only_keys(node, item, {"directory", "ca_bundle", "contact", "eab", "account_key_type"});
+      if (!node["directory"]) r.fail(node, item, "missing key \"directory\"");
+      // ca_bundle, contact and account_key_type default to the section's.
+      acme::IssuerConfig issuer{directory(r, node["directory"], item + ".directory"), a.ca_bundle, a.contact,
+                                std::nullopt, a.account_key_type};
+      if (!seen.insert(issuer.directory_url).second)
+        r.fail(node["directory"], item + ".directory", "duplicate directory \"" + issuer.directory_url + "\"");
+      if (node["ca_bundle"]) issuer.ca_bundle = r.path(node["ca_bundle"], item + ".ca_bundle").string();
+      if (node["contact"]) issuer.contact = r.strings(node["contact"], item + ".contact");
+      if (node["eab"]) issuer.eab = eab(r, node["eab"], item + ".eab");
+      if (node["account_key_type"])
+        issuer.account_key_type = account_key_type(r, node["account_key_type"], item + ".account_key_type");
+      a.issuers.push_back(std::move(issuer));
     }
+    // The first issuer is "the" directory for the mode: acme check and logs.
+    a.directory_url = a.issuers.front().directory_url;
   }
-  if (acme["ca_bundle"]) config.acme.ca_bundle = r.path(acme["ca_bundle"], akey + ".ca_bundle").string();
-  if (acme["contact"]) config.acme.contact = r.strings(acme["contact"], akey + ".contact");
-  if (acme["key_type"]) config.acme.key_type = key_type(r, acme["key_type"], akey + ".key_type");
 }
 
 void read_certificates(Reader const& r, YAML::Node const& list, std::string const& key, EdgeConfig& config) {
@@ -35,7 +91,9 @@ void read_certificates(Reader const& r, YAML::Node const& list, std::string cons
   for (std::size_t i = 0; i < list.size(); ++i) {
     auto const& node = list[i];
     auto const item = Reader::index(key, i);
-    r.only_keys(node, item, {"name", "identifiers", "certificate", "private_key"});
+    r.only_keys(node, item,
+                {"name", "identifiers", "certificate", "private_key", "key_type", "reuse_key", "preferred_chain",
+                 "profile"});
     if (!node["name"]) r.fail(node, item, "missing key \"name\"");
     auto const name = r.string(node["name"], item + ".name");
     if (name.empty()) r.fail(node["name"], item + ".name", "must not be empty");
@@ -54,10 +112,25 @@ void read_certificates(Reader const& r, YAML::Node const& list, std::string cons
                  "\"" + ids[j] + "\" is neither a DNS name nor an IP address");
         }
       }
-      config.acme.certificates.push_back({name, std::move(ids)});
+      acme::CertificateSpec spec{name, std::move(ids)};
+      if (node["key_type"]) spec.key_type = key_type(r, node["key_type"], item + ".key_type");
+      if (node["reuse_key"]) spec.reuse_key = r.boolean(node["reuse_key"], item + ".reuse_key");
+      if (node["preferred_chain"]) {
+        spec.preferred_chain = r.string(node["preferred_chain"], item + ".preferred_chain");
+        if (spec.preferred_chain.empty())
+          r.fail(node["preferred_chain"], item + ".preferred_chain", "expected an issuer common name");
+      }
+      if (node["profile"]) {
+        spec.profile = r.string(node["profile"], item + ".profile");
+        if (spec.profile.empty()) r.fail(node["profile"], item + ".profile", "expected a profile name");
+      }
+      config.acme.certificates.push_back(std::move(spec));
     } else {
-      if (node["identifiers"])
-        r.fail(node["identifiers"], item + ".identifiers", "identifiers come from the certificate in mode: manual");
+      for (char const* acme_only : {"identifiers", "key_type", "reuse_key", "preferred_chain", "profile"}) {
+        if (node[acme_only] && std::string(acme_only) == "identifiers")
+          r.fail(node[acme_only], item + ".identifiers", "identifiers come from the certificate in mode: manual");
+        if (node[acme_only]) r.fail(node[acme_only], item + "." + acme_only, "belongs to mode: acme");
+      }
       if (!node["certificate"]) r.fail(node, item, "missing key \"certificate\"");
       if (!node["private_key"]) r.fail(node, item, "missing key \"private_key\"");
       config.manual_certificates.push_back({name, r.path(node["certificate"], item + ".certificate"),

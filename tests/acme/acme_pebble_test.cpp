@@ -115,6 +115,15 @@ void expect_chain_verifies(std::string const& chain_pem) {
       << X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()));
 }
 
+std::string generate_test_key_pem() {
+  Pkey key(EVP_EC_gen("P-256"));
+  Bio bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr);
+  char* data = nullptr;
+  long const size = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<std::size_t>(size));
+}
+
 std::string upper_hex_serial(X509* cert) {
   Bignum const bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr));
   char* hex = BN_bn2hex(bn.get());
@@ -153,7 +162,6 @@ class AcmePebbleTest : public ::testing::Test {
                       "tests/acme/run_pebble_tests.py";
     config_.contact = {"mailto:ops@edge.test"};
     config_.poll_interval = 100ms;
-    config_.max_backoff = 2s;
 
     std::string pattern =
         (std::filesystem::temp_directory_path() / "edge-acme-test-XXXXXX").string();
@@ -289,24 +297,43 @@ TEST_F(AcmePebbleTest, IssuesDnsAndIpCertificateTwice) {
   expect_challenges_for({"edge.test", v4_reverse, v6_reverse});
 }
 
-TEST_F(AcmePebbleTest, ReplacesAnAccountTheServerForgot) {
+TEST_F(AcmePebbleTest, FindsItsAccountWithOnlyReturnExistingWhenTheUrlIsLost) {
   AcmeClient first(config_, *store_, responder_, options());
   auto account = first.ensure_account();
   ASSERT_TRUE(account) << account.error().message();
-  // Pebble forgets accounts on restart; an unknown account URL signed with a
-  // valid key looks the same to the client.
-  auto forgotten = *account;
+  // The stored URL no longer names the account (e.g. restored from an old
+  // backup); the key is still the account's.
+  auto lost = *account;
+  lost.account_url = lost.account_url.substr(0, lost.account_url.rfind('/') + 1) +
+                     "7fffffffffffffff";
+  ASSERT_TRUE(store_->put_account(lost));
+
+  AcmeClient client(config_, *store_, responder_, options());
+  auto const record = client.issue({"lost", {"lost.edge.test"}});
+  ASSERT_TRUE(record) << record.error().message();
+  auto const recovered = store_->account(config_.directory_url).value();
+  ASSERT_TRUE(recovered);
+  EXPECT_EQ(recovered->account_url, account->account_url);  // found, not re-registered
+  EXPECT_EQ(recovered->key_pem, account->key_pem);
+}
+
+TEST_F(AcmePebbleTest, RegistersANewAccountWhenTheServerForgotTheKey) {
+  // A key and URL the server never saw: Pebble after a restart looks the same.
+  AcmeClient first(config_, *store_, responder_, options());
+  ASSERT_TRUE(first.ensure_account());
+  auto forgotten = store_->account(config_.directory_url).value().value();
+  auto const stranger = generate_test_key_pem();
+  forgotten.key_pem = stranger;
   forgotten.account_url = forgotten.account_url.substr(0, forgotten.account_url.rfind('/') + 1) +
-                          "7fffffffffffffff";
+                          "7ffffffffffffffe";
   ASSERT_TRUE(store_->put_account(forgotten));
 
   AcmeClient client(config_, *store_, responder_, options());
   auto const record = client.issue({"forgotten", {"forgotten.edge.test"}});
   ASSERT_TRUE(record) << record.error().message();
-  auto const replaced = store_->account(config_.directory_url);
-  ASSERT_TRUE(replaced && *replaced);
-  EXPECT_NE((*replaced)->account_url, forgotten.account_url);
-  EXPECT_NE((*replaced)->key_pem, forgotten.key_pem);  // fresh key
+  auto const replaced = store_->account(config_.directory_url).value().value();
+  EXPECT_NE(replaced.account_url, forgotten.account_url);
+  EXPECT_NE(replaced.key_pem, stranger);  // fresh key
 }
 
 TEST_F(AcmePebbleTest, HonoursKeyType) {

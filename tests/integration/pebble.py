@@ -96,13 +96,19 @@ class Pebble:
         startup_timeout: float = 20.0,
         workdir: str | os.PathLike[str] | None = None,
         keep_workdir: bool = False,
+        eab_keys: dict[str, str] | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         """tls_port: where Pebble connects for tls-alpn-01 validation (the
         edge's listener); a free port when None. certificate_validity: seconds
         (0 = Pebble's default of about five years). nonce_reject: percentage of
         good nonces Pebble rejects with badNonce. always_valid: skip validation
         entirely (no validation traffic). workdir: parent for the temp
-        directory."""
+        directory. eab_keys: {key id: base64url MAC key} makes External
+        Account Binding required. extra_env: more PEBBLE_* settings, e.g.
+        PEBBLE_ALTERNATE_ROOTS."""
+        self.eab_keys = dict(eab_keys or {})
+        self.extra_env = dict(extra_env or {})
         self.tls_port = tls_port if tls_port is not None else free_port()
         self.http_port = http_port
         self.certificate_validity = certificate_validity
@@ -241,12 +247,23 @@ class Pebble:
         self._opener = urllib.request.build_opener(
             urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
 
-    def _start_servers(self) -> None:
+    def stop_servers(self) -> None:
+        """Stops both servers (a CA outage); restart_servers() brings them back."""
+        self._stop_processes()
+
+    def restart_servers(self) -> None:
+        """Starts the servers again on the same ports, so clients keep their
+        directory URL. Pebble's state (accounts, orders, roots) is new."""
+        self._stop_processes()
+        self._start_servers(keep_ports=True)
+
+    def _start_servers(self, keep_ports: bool = False) -> None:
         assert self.workdir is not None
-        self.listen_port = free_port()
-        self.management_port = free_port()
-        self.dns_port = free_port(udp=True)
-        self.challtestsrv_port = free_port()
+        if not keep_ports:
+            self.listen_port = free_port()
+            self.management_port = free_port()
+            self.dns_port = free_port(udp=True)
+            self.challtestsrv_port = free_port()
         http_port = self.http_port if self.http_port is not None else free_port()
 
         config = {
@@ -258,10 +275,12 @@ class Pebble:
                 "httpPort": http_port,
                 "tlsPort": self.tls_port,
                 "ocspResponderURL": "",
-                "externalAccountBindingRequired": False,
+                "externalAccountBindingRequired": bool(self.eab_keys),
                 "certificateValidityPeriod": self.certificate_validity,
             }
         }
+        if self.eab_keys:
+            config["pebble"]["externalAccountMACKeys"] = self.eab_keys
         config_path = self.workdir / "pebble-config.json"
         config_path.write_text(json.dumps(config, indent=2))
 
@@ -285,6 +304,7 @@ class Pebble:
         }
         if self.always_valid:
             env["PEBBLE_VA_ALWAYS_VALID"] = "1"
+        env.update(self.extra_env)
         self._spawn(
             "pebble",
             [PEBBLE_BINARY, "-config", str(config_path), "-strict=false",

@@ -26,6 +26,9 @@ struct AcmeError {
   std::string detail;  // human readable
   int status = 0;      // HTTP status, 0 when there was no HTTP response
   std::optional<std::chrono::seconds> retry_after;  // from the Retry-After header
+  // The server's problem document (RFC 7807) exactly as received, subproblems
+  // included; "" when the failure had none. Operators see it verbatim.
+  std::string document;
 
   // "detail (type, HTTP status)", one line, for logs and exceptions.
   std::string message() const {
@@ -54,6 +57,10 @@ inline constexpr char const* bad_nonce = "urn:ietf:params:acme:error:badNonce";
 inline constexpr char const* account_does_not_exist =
     "urn:ietf:params:acme:error:accountDoesNotExist";
 inline constexpr char const* rate_limited = "urn:ietf:params:acme:error:rateLimited";
+inline constexpr char const* unauthorized = "urn:ietf:params:acme:error:unauthorized";
+inline constexpr char const* already_revoked = "urn:ietf:params:acme:error:alreadyRevoked";
+inline constexpr char const* external_account_required =
+    "urn:ietf:params:acme:error:externalAccountRequired";
 // Failures on the client side.
 inline constexpr char const* transport = "urn:edge:error:transport";     // no HTTP response
 inline constexpr char const* http = "urn:edge:error:http";               // error without problem document
