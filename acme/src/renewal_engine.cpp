@@ -99,6 +99,7 @@ struct RenewalEngine::Impl {
   std::set<std::string> forced;          // renewal requested, not yet started
   std::list<store::AcmeOperation> operations;  // taken, not yet started
   std::map<std::string, store::RenewalState> states;  // cache of the store's rows
+  std::set<std::string> interrupted;  // attempts a crash cut short, to resume at once
 
   mutable std::mutex shared_mutex;  // guards the members below, used by workers
   std::condition_variable done_cv;
@@ -116,6 +117,9 @@ struct RenewalEngine::Impl {
     store::RenewalState state;
     if (auto row = store.renewal_state(name); row && *row) {
       state = std::move(**row);
+      // Still "issuing" when first read: the process that made the attempt
+      // died in it (a stop records the outcome). Its order is resumed now.
+      if (state.status == "issuing") interrupted.insert(name);
     } else {
       if (!row) log(name, "cannot read renewal state: " + row.error().message);
       state.name = name;
@@ -196,6 +200,10 @@ struct RenewalEngine::Impl {
       start_issue(spec, "renewal requested", state, now);
       return;
     }
+    if (interrupted.erase(spec.name) > 0) {
+      start_issue(spec, "resuming an attempt interrupted by a crash", state, now);
+      return;
+    }
     bool const waiting = now < state.next_attempt_at;
     if (auto reason = reason_to_replace(*current, spec)) {
       if (!waiting) start_issue(spec, *reason, state, now);
@@ -228,6 +236,7 @@ struct RenewalEngine::Impl {
 
   void start_issue(CertificateSpec const& spec, std::string reason, store::RenewalState& state,
                    std::int64_t now) {
+    interrupted.erase(spec.name);  // any attempt resumes the open order
     state.status = "issuing";
     state.last_attempt_at = now;
     save(state);

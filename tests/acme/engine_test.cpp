@@ -330,6 +330,36 @@ TEST_F(EngineTest, RenewalRequestOverridesTheBackoff) {
   EXPECT_NE(log_text().find("issuing certificate: renewal requested"), std::string::npos);
 }
 
+TEST_F(EngineTest, AnAttemptACrashInterruptedIsResumedAtOnce) {
+  {
+    auto e = engine();
+    step(*e);
+  }
+  // As a kill -9 in the middle of a renewal leaves it: the state says
+  // issuing, the order row is open (here: ready, key saved).
+  auto s = state();
+  s.status = "issuing";
+  ASSERT_TRUE(store_->put_renewal_state(s));
+  ca_->inject["finalize"].push_back(json_response(503, "busy", "text/plain"));
+  {
+    auto e = engine();
+    ASSERT_TRUE(store_->request_renewal("main"));
+    step(*e);  // the renewal stops at finalize, order left open
+    EXPECT_EQ(store_->certificate_orders("main", 1).value().at(0).status, "ready");
+  }
+  s = state();
+  s.status = "issuing";
+  s.next_attempt_at = now_.load() + 86400;  // whatever the backoff said
+  ASSERT_TRUE(store_->put_renewal_state(s));
+  auto const orders_before = ca_->count("newOrder");
+  auto e = engine();  // "restart"
+  step(*e);
+  EXPECT_EQ(store_->current_certificate("main").value()->generation, 2);
+  EXPECT_EQ(ca_->count("newOrder"), orders_before);  // resumed, not reordered
+  EXPECT_NE(log_text().find("resuming an attempt interrupted by a crash"), std::string::npos);
+  EXPECT_EQ(state().status, "valid");
+}
+
 TEST_F(EngineTest, RevokeOperationRevokesAndReplaces) {
   auto e = engine();
   step(*e);
