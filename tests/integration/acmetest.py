@@ -94,7 +94,10 @@ class Store:
         return c.get("generation", 0) if c else 0
 
     def wait_generation(self, name, generation, timeout):
-        return et.wait_for(lambda: (c := self.cert(name)) and c.get("generation", 0) >= generation and c,
+        """Waits for `generation` of `name` and for the scheduler to have
+        recorded the attempt's outcome (state no longer "issuing")."""
+        return et.wait_for(lambda: (c := self.cert(name)) and c.get("generation", 0) >= generation
+                           and c.get("state") != "issuing" and c,
                            timeout, f"generation {generation} of {name}")
 
     def query(self, sql, params=()):
@@ -150,3 +153,76 @@ class HandshakeLoop:
                     self.failures.append(repr(e))
             # Pacing, not synchronisation: a steady trickle of handshakes.
             self._stop.wait(self.interval)
+
+
+def _b64url(data):
+    import base64
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _der_ecdsa_to_raw(der):
+    """ECDSA-Sig-Value (DER SEQUENCE of r, s) to JWS's raw r||s, 32 bytes each."""
+    assert der[0] == 0x30
+    i = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
+    out = b""
+    for _ in range(2):
+        assert der[i] == 0x02
+        length = der[i + 1]
+        value = der[i + 2:i + 2 + length].lstrip(b"\x00")
+        out += value.rjust(32, b"\x00")
+        i += 2 + length
+    return out
+
+
+class AcmeProbe:
+    """Talks to Pebble as an ACME account, independently of edged: ES256 JWS
+    signed with the openssl command line. Used to check what the server
+    thinks of an account edged manages (key rolled over? deactivated?)."""
+
+    def __init__(self, pebble, workdir):
+        import ssl as _ssl
+        import urllib.request
+        self.pebble = pebble
+        self.workdir = workdir
+        context = _ssl.create_default_context(cafile=pebble.ca_bundle)
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                                  urllib.request.HTTPSHandler(context=context))
+        with self.opener.open(pebble.directory_url, timeout=10) as r:
+            self.directory = json.loads(r.read())
+
+    def _nonce(self):
+        import urllib.request
+        request = urllib.request.Request(self.directory["newNonce"], method="HEAD")
+        with self.opener.open(request, timeout=10) as r:
+            return r.headers["Replay-Nonce"]
+
+    def _sign(self, key_pem, data):
+        key_path = os.path.join(self.workdir, "probe-key.pem")
+        with open(key_path, "w") as f:
+            f.write(key_pem)
+        try:
+            der = et.run(["openssl", "dgst", "-sha256", "-sign", key_path], input=data).stdout
+        finally:
+            os.remove(key_path)
+        return _der_ecdsa_to_raw(der)
+
+    def post(self, key_pem, kid, url, payload=None):
+        """POST (payload None = POST-as-GET) signed with key_pem as account kid.
+        Returns (HTTP status, parsed JSON body or None)."""
+        import urllib.error
+        import urllib.request
+        protected = _b64url(json.dumps({"alg": "ES256", "kid": kid, "nonce": self._nonce(), "url": url}).encode())
+        body = _b64url(json.dumps(payload).encode()) if payload is not None else ""
+        signature = _b64url(self._sign(key_pem, f"{protected}.{body}".encode()))
+        data = json.dumps({"protected": protected, "payload": body, "signature": signature}).encode()
+        request = urllib.request.Request(url, data=data, method="POST",
+                                         headers={"Content-Type": "application/jose+json"})
+        try:
+            with self.opener.open(request, timeout=10) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def account(self, key_pem, account_url):
+        """What the server says about the account (POST-as-GET)."""
+        return self.post(key_pem, account_url, account_url)
