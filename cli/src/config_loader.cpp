@@ -78,13 +78,15 @@ proxy::ListenAddress listen_address(Reader const& r, YAML::Node const& node, std
   auto const key = Reader::index("proxy.listen", i);
   proxy::ListenAddress address;
   if (node.IsMap()) {
-    r.only_keys(node, key, {"address", "unknown_sni"});
+    r.only_keys(node, key, {"address", "unknown_sni", "proxy_protocol"});
     if (!node["address"]) r.fail(node, key, "missing key \"address\"");
   }
   // Initialised once: assigning to a YAML::Node would overwrite the node it refers to.
   YAML::Node const text_node = node.IsMap() ? node["address"] : node;
   std::string why;
   if (!proxy::parse_listen_address(r.string(text_node, key), address, why)) r.fail(text_node, key, why);
+  if (node.IsMap() && node["proxy_protocol"])
+    address.proxy_protocol = r.boolean(node["proxy_protocol"], key + ".proxy_protocol");
   if (node.IsMap() && node["unknown_sni"]) {
     address.unknown_sni = unknown_sni_policy(r, node["unknown_sni"], key + ".unknown_sni");
   }
@@ -105,9 +107,72 @@ std::string openssl_list(Reader const& r, YAML::Node const& node, std::string co
   return joined;
 }
 
+std::optional<proxy::ProxyProtocolVersion> proxy_protocol_version(Reader const& r, YAML::Node const& node,
+                                                                  std::string const& key) {
+  auto const text = r.string(node, key);
+  if (text == "v1" || text == "1") return proxy::ProxyProtocolVersion::v1;
+  if (text == "v2" || text == "2") return proxy::ProxyProtocolVersion::v2;
+  if (text == "none" || text == "off") return std::nullopt;
+  r.fail(node, key, "expected v1, v2 or none, got \"" + text + "\"");
+}
+
+// host:port of a TCP upstream ("[::1]:9000" for IPv6).
+proxy::TcpUpstream tcp_upstream(Reader const& r, YAML::Node const& node, std::string const& key) {
+  auto const text = r.string(node, key);
+  proxy::TcpUpstream out;
+  auto const colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
+    r.fail(node, key, "expected host:port, got \"" + text + "\"");
+  }
+  out.host = text.substr(0, colon);
+  if (out.host.starts_with("[") && out.host.ends_with("]")) out.host = out.host.substr(1, out.host.size() - 2);
+  try {
+    std::size_t used = 0;
+    long const port = std::stol(text.substr(colon + 1), &used);
+    if (used != text.size() - colon - 1 || port < 1 || port > 65535) throw std::out_of_range(text);
+    out.port = static_cast<std::uint16_t>(port);
+  } catch (std::exception const&) {
+    r.fail(node, key, "bad port in \"" + text + "\"");
+  }
+  return out;
+}
+
+// mode / upstream / handler / proxy_protocol of routing.default or a routing.sni[] entry.
+proxy::TlsRoute tls_route(Reader const& r, YAML::Node const& node, std::string const& key) {
+  proxy::TlsRoute route;
+  if (auto mode = node["mode"]) {
+    auto const text = r.string(mode, key + ".mode");
+    if (text == "tls_terminate")
+      route.mode = proxy::RouteMode::tls_terminate;
+    else if (text == "transparent")
+      route.mode = proxy::RouteMode::transparent;
+    else if (text == "reject")
+      route.mode = proxy::RouteMode::reject;
+    else
+      r.fail(mode, key + ".mode", "expected tls_terminate, transparent or reject, got \"" + text + "\"");
+  }
+  if (auto handler = node["handler"]) {
+    if (r.string(handler, key + ".handler") != "http") r.fail(handler, key + ".handler", "expected \"http\"");
+    if (route.mode != proxy::RouteMode::tls_terminate)
+      r.fail(handler, key + ".handler", "only with mode: tls_terminate");
+    if (node["upstream"]) r.fail(handler, key + ".handler", "give either handler: http or upstream, not both");
+  }
+  if (auto upstream = node["upstream"]) {
+    if (route.mode == proxy::RouteMode::reject) r.fail(upstream, key + ".upstream", "a reject route has no upstream");
+    route.upstream = tcp_upstream(r, upstream, key + ".upstream");
+    route.http = false;
+  } else if (route.mode == proxy::RouteMode::transparent) {
+    r.fail(node, key + ".upstream", "required with mode: transparent");
+  }
+  if (auto pp = node["proxy_protocol"]) route.proxy_protocol = proxy_protocol_version(r, pp, key + ".proxy_protocol");
+  return route;
+}
+
 proxy::SniEntry sni_entry(Reader const& r, YAML::Node const& node, std::string const& key) {
-  r.only_keys(node, key, {"server_name", "client_auth", "client_ca", "crl"});
+  r.only_keys(node, key,
+              {"server_name", "client_auth", "client_ca", "crl", "mode", "upstream", "handler", "proxy_protocol"});
   proxy::SniEntry entry;
+  entry.route = tls_route(r, node, key);
   if (!node["server_name"]) r.fail(node, key, "missing key \"server_name\"");
   entry.server_name = r.string(node["server_name"], key + ".server_name");
   if (!is_dns_name(entry.server_name)) {
@@ -146,7 +211,11 @@ proxy::SniEntry sni_entry(Reader const& r, YAML::Node const& node, std::string c
 
 void read_routing(Reader const& r, YAML::Node const& routing, EdgeConfig& config) {
   std::string const key = "proxy.tls.routing";
-  r.only_keys(routing, key, {"sni"});
+  r.only_keys(routing, key, {"sni", "default"});
+  if (auto def = routing["default"]) {
+    r.only_keys(def, key + ".default", {"mode", "upstream", "handler", "proxy_protocol"});
+    config.proxy.tls.default_route = tls_route(r, def, key + ".default");
+  }
   if (auto sni = routing["sni"]) {
     if (!sni.IsSequence()) r.fail(sni, key + ".sni", "expected a list of SNI entries");
     std::set<std::string> seen;
@@ -223,12 +292,38 @@ void read_tls(Reader const& r, YAML::Node const& tls, EdgeConfig& config) {
 }
 
 void read_proxy(Reader const& r, YAML::Node const& proxy, EdgeConfig& config) {
-  r.only_keys(proxy, "proxy", {"listen", "workers", "tls", "http"});
+  r.only_keys(proxy, "proxy", {"listen", "workers", "tls", "http", "proxy_protocol"});
+  if (auto pp = proxy["proxy_protocol"]) {
+    std::string const key = "proxy.proxy_protocol";
+    r.only_keys(pp, key, {"enabled", "version", "trusted_proxies"});
+    auto& inbound = config.proxy.proxy_protocol;
+    if (pp["enabled"]) inbound.enabled = r.boolean(pp["enabled"], key + ".enabled");
+    if (pp["version"]) inbound.version = proxy_protocol_version(r, pp["version"], key + ".version");
+    if (auto trusted = pp["trusted_proxies"]) {
+      auto const texts = r.strings(trusted, key + ".trusted_proxies");
+      for (std::size_t i = 0; i < texts.size(); ++i) {
+        proxy::Cidr cidr;
+        std::string why;
+        if (!proxy::Cidr::parse(texts[i], cidr, why))
+          r.fail(trusted[i], Reader::index(key + ".trusted_proxies", i), why);
+        inbound.trusted_proxies.push_back(cidr);
+      }
+    }
+    if (inbound.enabled && inbound.trusted_proxies.empty()) {
+      r.fail(pp, key + ".trusted_proxies", "required when enabled: a PROXY header is believed only from these");
+    }
+  }
   if (auto listen = proxy["listen"]) {
     if (!listen.IsSequence()) r.fail(listen, "proxy.listen", "expected a list of addresses");
     if (listen.size() == 0) r.fail(listen, "proxy.listen", "needs at least one address");
     config.proxy.listen.clear();
     for (std::size_t i = 0; i < listen.size(); ++i) config.proxy.listen.push_back(listen_address(r, listen[i], i));
+  }
+  for (std::size_t i = 0; i < config.proxy.listen.size(); ++i) {
+    if (config.proxy.listen[i].proxy_protocol.value_or(false) && config.proxy.proxy_protocol.trusted_proxies.empty()) {
+      r.fail(proxy["listen"][i], Reader::index("proxy.listen", i) + ".proxy_protocol",
+             "needs proxy.proxy_protocol.trusted_proxies: a PROXY header is believed only from these");
+    }
   }
   if (auto w = proxy["workers"]) config.proxy.workers = static_cast<unsigned>(r.integer(w, "proxy.workers", 0, 256));
   if (auto tls = proxy["tls"]) read_tls(r, tls, config);
@@ -291,7 +386,10 @@ void read_handshake_log(Reader const& r, YAML::Node const& log, EdgeConfig& conf
 
 EdgeConfig default_config() {
   EdgeConfig config;
-  proxy::ListenAddress v4{"127.0.0.1", 8443, std::nullopt}, v6{"::1", 8443, std::nullopt};
+  proxy::ListenAddress v4, v6;
+  v4.host = "127.0.0.1";
+  v6.host = "::1";
+  v4.port = v6.port = 8443;
   config.proxy.listen = {v4, v6};
   config.handshake_log.file = "-";
   return config;

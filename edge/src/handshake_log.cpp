@@ -22,6 +22,8 @@ char const* to_string(HandshakeOutcome outcome) noexcept {
     case HandshakeOutcome::failed: return "failed";
     case HandshakeOutcome::timeout: return "timeout";
     case HandshakeOutcome::acme_challenge: return "acme_challenge";
+    case HandshakeOutcome::passthrough: return "passthrough";
+    case HandshakeOutcome::rejected: return "rejected";
   }
   return "failed";
 }
@@ -75,6 +77,7 @@ std::string to_json(HandshakeEvent const& e) {
   o["edge.alert.sent"] = e.alert_sent;
   if (!e.alert_received.empty()) o["edge.alert.received"] = e.alert_received;
   o["client.address"] = e.client_address;
+  if (!e.peer_address.empty()) o["network.peer.address"] = e.peer_address;
   o["client.port"] = e.client_port;
   o["server.address"] = e.server_address;
   o["server.port"] = e.server_port;
@@ -107,6 +110,9 @@ std::string to_json(HandshakeEvent const& e) {
     o["tls.server.not_after"] = rfc3339(e.cert_not_after);
   }
   o["edge.handshake.duration_us"] = e.duration_us;
+  if (!e.upstream.empty()) o["edge.upstream"] = e.upstream;
+  if (e.bytes_in >= 0) o["edge.bytes.in"] = e.bytes_in;
+  if (e.bytes_out >= 0) o["edge.bytes.out"] = e.bytes_out;
   if (e.count > 1) o["count"] = e.count;
   return json::serialize(o);
 }
@@ -245,6 +251,9 @@ void HandshakeLog::write_batch(std::vector<HandshakeEvent>& batch, bool final) {
   std::bernoulli_distribution keep_success(std::clamp(options_.sample_success, 0.0, 1.0));
   std::vector<store::HandshakeRecord> rows;
   std::string lines;
+  if (observer_) {
+    for (auto const& event : batch) observer_->observe(event);
+  }
   auto emit = [&](HandshakeEvent const& event, bool keep) {
     std::string json = to_json(event);
     if (keep && sinks_->file) {

@@ -2,6 +2,8 @@
 
 #include "upstream_pool.hpp"
 
+#include <edge/proxy/proxy_metrics.hpp>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -120,6 +122,9 @@ asio::awaitable<ForwardFailure> exchange(UpstreamConnection& conn, Request& requ
 }
 
 Response failure_response(ForwardFailure failure, unsigned version, bool connecting) {
+  count::error(failure == ForwardFailure::timeout ? ProxyError::upstream_timeout
+               : connecting                       ? ProxyError::upstream_unreachable
+                                                  : ProxyError::upstream_failed);
   if (failure == ForwardFailure::timeout) {
     return error_response(http::status::gateway_timeout, version,
                           connecting ? "upstream connect timeout" : "upstream timeout");
@@ -130,7 +135,10 @@ Response failure_response(ForwardFailure failure, unsigned version, bool connect
 asio::awaitable<Response> forward(Request request, UpstreamPool& pool, ProxyConfig const& config,
                                   HttpClientInfo const& client) {
   HttpRoute const* route = find_route(config, request.target());
-  if (!route) co_return error_response(http::status::not_found, request.version(), "no route");
+  if (!route) {
+    count::error(ProxyError::no_route);
+    co_return error_response(http::status::not_found, request.version(), "no route");
+  }
 
   unsigned const client_version = request.version();
   bool const head = request.method() == http::verb::head;
@@ -193,6 +201,8 @@ asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, U
       if (bad_request) {
         auto res = error_response(http::status::bad_request, 11, "bad request");
         res.keep_alive(false);
+        count::error(ProxyError::bad_request);
+        count::request(res.result_int());
         co_await http::async_write(stream, res, use_tuple);
       }
       co_return;  // timeout, reset, truncation: nothing to say to a gone client
@@ -205,6 +215,7 @@ asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, U
     bool const keep = response.keep_alive();
     beast::get_lowest_layer(stream).expires_after(config.upstream_timeout);
     auto [write_error, written] = co_await http::async_write(stream, response, use_tuple);
+    count::request(response.result_int());
     if (write_error || !keep) break;
   }
   beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));

@@ -4,6 +4,7 @@
 #include <edge/proxy/certificate_registry.hpp>
 #include <edge/proxy/challenge_registry.hpp>
 #include <edge/proxy/handshake_log.hpp>
+#include <edge/proxy/proxy_metrics.hpp>
 #include <edge/proxy/server.hpp>
 
 #include "tls_contexts.hpp"
@@ -141,27 +142,30 @@ struct Server::Impl {
   std::unique_ptr<TicketKeyRing> tickets;
   SessionEnvironment env;
   std::string run_id;
+  std::unique_ptr<ProxyMetrics> metrics;  // outlives the workers' connections
   std::vector<std::unique_ptr<Worker>> workers;
 
   Impl(ProxyConfig c, CertificateRegistry& certificates, ChallengeRegistry& challenges, HandshakeLog& log)
       : config(std::move(c)),
-        sni_policies(config.tls.sni),
+        sni_policies(config.tls.sni, config.tls.default_route),
         tickets(config.tls.session_tickets ? std::make_unique<TicketKeyRing>(config.tls.ticket_key_rotation)
                                            : nullptr),
-        env{config, ssl_context, certificates, challenges, sni_policies, tickets.get(), log} {
+        env{config, needs_preread(config.tls), ssl_context, certificates, challenges, sni_policies, tickets.get(), log} {
     apply_tls_policy(ssl_context.native_handle(), config.tls);
     install_certificate_selection(ssl_context.native_handle(), tickets != nullptr);
     char run[17];
     std::snprintf(run, sizeof run, "%llx", static_cast<unsigned long long>(std::time(nullptr)));
     run_id = run;
     unsigned count = config.workers ? config.workers : std::max(1u, std::thread::hardware_concurrency());
+    metrics = std::make_unique<ProxyMetrics>(count);
     for (unsigned i = 0; i < count; ++i) {
       auto worker = std::make_unique<Worker>();
       worker->index = i;
       for (auto const& address : config.listen) {
         worker->acceptors.push_back(bind_acceptor(worker->io, address));
-        worker->listeners.push_back(
-            {address.text(), address.unknown_sni.value_or(config.tls.unknown_sni), &worker->upstreams});
+        worker->listeners.push_back({address.text(), address.unknown_sni.value_or(config.tls.unknown_sni),
+                                     address.proxy_protocol.value_or(config.proxy_protocol.enabled),
+                                     &worker->upstreams});
       }
       workers.push_back(std::move(worker));
     }
@@ -174,6 +178,8 @@ Server::Server(ProxyConfig config, CertificateRegistry& certificates, ChallengeR
 
 Server::~Server() { stop(); }
 
+ProxyMetrics const& Server::metrics() const noexcept { return *impl_->metrics; }
+
 void Server::start() {
   for (auto& worker : impl_->workers) {
     for (std::size_t i = 0; i < worker->acceptors.size(); ++i) {
@@ -181,7 +187,10 @@ void Server::start() {
                      accept_loop(*worker->acceptors[i], worker->listeners[i], *worker, impl_->env, impl_->run_id),
                      asio::detached);
     }
-    worker->thread = std::thread([w = worker.get()] { w->io.run(); });
+    worker->thread = std::thread([w = worker.get(), m = impl_->metrics.get()] {
+      auto const counting = m->bind_thread(w->index);
+      w->io.run();
+    });
   }
 }
 

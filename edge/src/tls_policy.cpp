@@ -143,26 +143,38 @@ void ClientAuthContext::apply(SSL* ssl, SSL_verify_cb callback) const {
   SSL_set_client_CA_list(ssl, SSL_dup_CA_list(ca_names_.get()));  // takes ownership of the copy
 }
 
-SniPolicies::SniPolicies(std::vector<SniEntry> const& entries) {
+SniPolicies::SniPolicies(std::vector<SniEntry> const& entries, TlsRoute default_route)
+    : default_route_(std::move(default_route)) {
   for (auto const& entry : entries) {
-    contexts_.push_back(std::make_unique<ClientAuthContext>(entry.client_auth));
+    entries_.push_back(
+        std::make_unique<Entry>(Entry{std::make_unique<ClientAuthContext>(entry.client_auth), entry.route}));
     auto const name = to_lower(entry.server_name);
     if (name.starts_with("*.")) {
-      wildcard_.emplace(name.substr(2), contexts_.back().get());
+      wildcard_.emplace(name.substr(2), entries_.back().get());
     } else {
-      exact_.emplace(name, contexts_.back().get());
+      exact_.emplace(name, entries_.back().get());
     }
   }
 }
 
-ClientAuthContext const* SniPolicies::client_auth(std::string const& server_name) const {
-  if (exact_.empty() && wildcard_.empty()) return nullptr;
+SniPolicies::Entry const* SniPolicies::find(std::string const& server_name) const {
+  if (entries_.empty() || server_name.empty()) return nullptr;
   auto const name = to_lower(server_name);
   if (auto it = exact_.find(name); it != exact_.end()) return it->second;
   if (auto dot = name.find('.'); dot != std::string::npos) {
     if (auto it = wildcard_.find(name.substr(dot + 1)); it != wildcard_.end()) return it->second;
   }
   return nullptr;
+}
+
+ClientAuthContext const* SniPolicies::client_auth(std::string const& server_name) const {
+  auto const* entry = find(server_name);
+  return entry && entry->client_auth->mode() != ClientAuth::none ? entry->client_auth.get() : nullptr;
+}
+
+TlsRoute const& SniPolicies::route(std::string const& server_name) const {
+  auto const* entry = find(server_name);
+  return entry ? entry->route : default_route_;
 }
 
 TicketKeyRing::TicketKeyRing(std::chrono::seconds rotation) : rotation_(rotation) {
@@ -195,11 +207,10 @@ int TicketKeyRing::handle(unsigned char key_name[16], unsigned char* iv, EVP_CIP
                           int encrypt) {
   auto const keys = keys_now();
   auto init = [&](Key const& key, int enc) {
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, const_cast<unsigned char*>(key.hmac.data()),
-                                          key.hmac.size()),
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
-        OSSL_PARAM_construct_end()};
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_octet_string(
+                               OSSL_MAC_PARAM_KEY, const_cast<unsigned char*>(key.hmac.data()), key.hmac.size()),
+                           OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
+                           OSSL_PARAM_construct_end()};
     return EVP_CipherInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes.data(), iv, enc) == 1 &&
            EVP_MAC_CTX_set_params(mac, params) == 1;
   };

@@ -1,14 +1,13 @@
 #pragma once
 // The TLS policy compiled for OpenSSL: context settings, per-SNI client
 // certificate checks, and the session-ticket key ring shared by all workers.
-#include <edge/proxy/config.hpp>
-
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <edge/proxy/config.hpp>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -44,16 +43,24 @@ class ClientAuthContext {
   std::unique_ptr<STACK_OF(X509_NAME), X509NameStackDeleter> ca_names_;
 };
 
-// proxy.tls.routing.sni[] compiled: exact names, then one-label wildcards.
+// proxy.tls.routing compiled: exact names, then one-label wildcards, then the default route.
 class SniPolicies {
  public:
-  explicit SniPolicies(std::vector<SniEntry> const& entries);
+  SniPolicies(std::vector<SniEntry> const& entries, TlsRoute default_route);
   ClientAuthContext const* client_auth(std::string const& server_name) const;
+  TlsRoute const& route(std::string const& server_name) const;
 
  private:
-  std::vector<std::unique_ptr<ClientAuthContext>> contexts_;
-  std::unordered_map<std::string, ClientAuthContext const*> exact_;
-  std::unordered_map<std::string, ClientAuthContext const*> wildcard_;
+  struct Entry {
+    std::unique_ptr<ClientAuthContext> client_auth;
+    TlsRoute route;
+  };
+  Entry const* find(std::string const& server_name) const;
+
+  std::vector<std::unique_ptr<Entry>> entries_;
+  std::unordered_map<std::string, Entry const*> exact_;
+  std::unordered_map<std::string, Entry const*> wildcard_;
+  TlsRoute default_route_;
 };
 
 // Session-ticket keys: one ring for all workers (resumption works whichever

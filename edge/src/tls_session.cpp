@@ -1,24 +1,29 @@
 #include "tls_session.hpp"
 
-#include "client_hello.hpp"
-#include "handshake_classifier.hpp"
-#include "http_proxy.hpp"
-#include "tls_contexts.hpp"
-#include "tls_policy.hpp"
-
-#include <edge/proxy/certificate_registry.hpp>
-#include <edge/proxy/challenge_registry.hpp>
-#include <edge/proxy/handshake_log.hpp>
+#include <openssl/x509v3.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
-#include <openssl/x509v3.h>
-
+#include <cctype>
 #include <chrono>
 #include <ctime>
+#include <edge/proxy/certificate_registry.hpp>
+#include <edge/proxy/challenge_registry.hpp>
+#include <edge/proxy/handshake_log.hpp>
+#include <edge/proxy/proxy_metrics.hpp>
+#include <optional>
+
+#include "client_hello.hpp"
+#include "client_hello_preread.hpp"
+#include "handshake_classifier.hpp"
+#include "http_proxy.hpp"
+#include "proxy_protocol.hpp"
+#include "tcp_relay.hpp"
+#include "tls_contexts.hpp"
+#include "tls_policy.hpp"
 
 namespace edge::proxy {
 namespace asio = boost::asio;
@@ -61,7 +66,9 @@ int state_index() {
   return index;
 }
 
-TlsConnectionState& state_of(SSL* ssl) { return *static_cast<TlsConnectionState*>(SSL_get_ex_data(ssl, state_index())); }
+TlsConnectionState& state_of(SSL* ssl) {
+  return *static_cast<TlsConnectionState*>(SSL_get_ex_data(ssl, state_index()));
+}
 
 int refuse(TlsConnectionState& state, int* alert, std::string error_type, int description) {
   state.rejection = std::move(error_type);
@@ -230,9 +237,7 @@ void describe_client_certificate(X509* peer, HandshakeEvent& event) {
 
 void describe_success(SSL* ssl, HandshakeEvent& event) {
   int const version = SSL_version(ssl);
-  event.protocol_version = version == TLS1_3_VERSION   ? "1.3"
-                           : version == TLS1_2_VERSION ? "1.2"
-                                                       : SSL_get_version(ssl);
+  event.protocol_version = version == TLS1_3_VERSION ? "1.3" : version == TLS1_2_VERSION ? "1.2" : SSL_get_version(ssl);
   if (SSL_CIPHER const* cipher = SSL_get_current_cipher(ssl)) {
     char const* standard = SSL_CIPHER_standard_name(cipher);
     event.cipher = standard ? standard : SSL_CIPHER_get_name(cipher);
@@ -249,18 +254,45 @@ void describe_success(SSL* ssl, HandshakeEvent& event) {
 // The client certificate's X509 verdict, as the record's error.type.
 std::string client_certificate_error(int code) {
   switch (code) {
-    case X509_V_ERR_CERT_HAS_EXPIRED: return "client_cert_expired";
-    case X509_V_ERR_CERT_NOT_YET_VALID: return "client_cert_not_yet_valid";
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+      return "client_cert_expired";
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return "client_cert_not_yet_valid";
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
     case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
     case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
     case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
       return "client_cert_unknown_ca";
-    case X509_V_ERR_CERT_REVOKED: return "client_cert_revoked";
-    case X509_V_ERR_CERT_SIGNATURE_FAILURE: return "client_cert_bad_signature";
-    default: return "client_cert_other:" + x509_error_name(code);
+    case X509_V_ERR_CERT_REVOKED:
+      return "client_cert_revoked";
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+      return "client_cert_bad_signature";
+    default:
+      return "client_cert_other:" + x509_error_name(code);
   }
+}
+
+struct ClientEndpoints {
+  std::string client_address;
+  std::uint16_t client_port;
+  std::string server_address;
+  std::uint16_t server_port;
+};
+
+// TLS ends here; the decrypted bytes go to a TCP upstream and back.
+asio::awaitable<void> terminate_to_tcp(TlsStream& stream, TlsRoute const& route, SessionEnvironment const& env,
+                                       ClientEndpoints const& endpoints) {
+  std::string why;
+  auto upstream = co_await connect_tcp(route.upstream, env.config.upstream_timeout, why);
+  if (!upstream) co_return;  // the record already names the upstream; the client sees the close
+  if (route.proxy_protocol) {
+    auto const header = make_proxy_header(*route.proxy_protocol, endpoints.client_address, endpoints.client_port,
+                                          endpoints.server_address, endpoints.server_port);
+    auto [error, n] = co_await asio::async_write(*upstream, asio::buffer(header), use_tuple);
+    if (error) co_return;
+  }
+  co_await relay(stream, *upstream, false);
 }
 
 asio::awaitable<void> answer_plain_http(beast::tcp_stream& stream) {
@@ -279,9 +311,139 @@ void install_certificate_selection(SSL_CTX* base_context, bool tickets) {
   if (tickets) SSL_CTX_set_tlsext_ticket_key_evp_cb(base_context, on_ticket_key);
 }
 
+namespace {
+
+// Reads more bytes into the pre-read buffer; false on close, error or timeout.
+asio::awaitable<bool> read_more(PrereadStream& stream) {
+  auto& buffer = stream.buffer();
+  auto [error, n] = co_await stream.next_layer().async_read_some(buffer.prepare(4096), use_tuple);
+  buffer.commit(n);
+  co_return !error || n > 0;
+}
+
+std::span<std::uint8_t const> buffered(PrereadStream& stream) {
+  auto const data = stream.buffer().data();
+  return {static_cast<std::uint8_t const*>(data.data()), data.size()};
+}
+
+// The PROXY header from a trusted balancer: the real client address.
+asio::awaitable<bool> read_proxy_header(PrereadStream& stream, SessionEnvironment const& env, HandshakeEvent& event) {
+  auto const& inbound = env.config.proxy_protocol;
+  bool trusted = false;
+  for (auto const& cidr : inbound.trusted_proxies) trusted = trusted || cidr.contains(event.client_address);
+  if (!trusted) {
+    event.error_type = "proxy_protocol_untrusted";
+    co_return false;
+  }
+  for (;;) {
+    auto const parsed = parse_proxy_header(buffered(stream));
+    if (parsed.status == ProxyParseStatus::complete) {
+      bool const v2 = buffered(stream)[0] == 0x0D;
+      if (inbound.version && *inbound.version != (v2 ? ProxyProtocolVersion::v2 : ProxyProtocolVersion::v1)) {
+        event.error_type = "proxy_protocol_invalid";
+        co_return false;
+      }
+      stream.buffer().consume(parsed.consumed);
+      if (parsed.header.has_addresses) {
+        event.peer_address = event.client_address;
+        event.client_address = parsed.header.source_address;
+        event.client_port = parsed.header.source_port;
+      }
+      co_return true;
+    }
+    if (parsed.status == ProxyParseStatus::invalid) {
+      event.error_type = "proxy_protocol_invalid";
+      co_return false;
+    }
+    if (!co_await read_more(stream)) {
+      event.error_type = beast::get_lowest_layer(stream).socket().is_open() ? "client_closed" : "handshake_timeout";
+      co_return false;
+    }
+  }
+}
+
+// The ClientHello read ahead of OpenSSL, for routing.
+asio::awaitable<std::optional<ClientHelloInfo>> preread_client_hello(PrereadStream& stream, HandshakeEvent& event) {
+  for (;;) {
+    auto parsed = parse_client_hello(buffered(stream));
+    switch (parsed.status) {
+      case PrereadStatus::complete:
+        co_return std::move(parsed.info);
+      case PrereadStatus::not_tls:
+        event.error_type = "not_tls";
+        co_return std::nullopt;
+      case PrereadStatus::malformed:
+      case PrereadStatus::too_large:
+        event.error_type = "malformed_client_hello";
+        co_return std::nullopt;
+      case PrereadStatus::need_more:
+        break;
+    }
+    if (!co_await read_more(stream)) {
+      event.error_type = buffered(stream).empty() && beast::get_lowest_layer(stream).socket().is_open()
+                             ? "client_closed"
+                             : "handshake_timeout";
+      // A timed-out socket is closed by the stream's timer.
+      if (!beast::get_lowest_layer(stream).socket().is_open()) event.error_type = "handshake_timeout";
+      co_return std::nullopt;
+    }
+  }
+}
+
+std::string join(std::vector<std::string> const& items) {
+  std::string out;
+  for (auto const& item : items) out += (out.empty() ? "" : ",") + item;
+  return out;
+}
+
+std::string version_list(std::vector<std::uint16_t> const& versions, std::uint16_t legacy) {
+  std::string out;
+  for (auto v : versions) {
+    if ((v & 0x0f0f) == 0x0a0a) continue;  // GREASE
+    out += (out.empty() ? "" : ",") + tls_version_name(v);
+  }
+  return out.empty() ? tls_version_name(legacy) : out;
+}
+
+// Layer 4: bytes pass through to the upstream, nothing terminated here. The
+// record is written when the connection ends, with the byte counts.
+asio::awaitable<void> pass_through(PrereadStream& stream, TlsRoute const& route, SessionEnvironment const& env,
+                                   HandshakeEvent event, std::chrono::steady_clock::time_point started) {
+  event.upstream = route.upstream.text();
+  std::string why;
+  auto upstream = co_await connect_tcp(route.upstream, env.config.upstream_timeout, why);
+  event.duration_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+  if (!upstream) {
+    event.outcome = HandshakeOutcome::failed;
+    event.error_type = "upstream_unreachable";
+    env.log.submit(std::move(event));
+    co_return;
+  }
+  std::string first;
+  if (route.proxy_protocol) {
+    first = make_proxy_header(*route.proxy_protocol, event.client_address, event.client_port, event.server_address,
+                              event.server_port);
+  }
+  auto const preread = buffered(stream);
+  first.append(reinterpret_cast<char const*>(preread.data()), preread.size());
+  std::int64_t const preread_size = static_cast<std::int64_t>(preread.size());
+  stream.buffer().consume(preread.size());
+  auto [write_error, written] = co_await asio::async_write(*upstream, asio::buffer(first), use_tuple);
+  RelayCounts counts;
+  if (!write_error) counts = co_await relay(beast::get_lowest_layer(stream), *upstream, true);
+  event.outcome = HandshakeOutcome::passthrough;
+  event.bytes_in = preread_size + counts.from_client;
+  event.bytes_out = counts.to_client;
+  env.log.submit(std::move(event));
+}
+
+}  // namespace
+
 asio::awaitable<void> serve_connection(tcp::socket socket, SessionEnvironment const& env,
                                        ListenerContext const& listener, std::string connection_id) {
   auto const started = std::chrono::steady_clock::now();
+  count::ActiveConnection const active;  // edge_connections_active
   HandshakeEvent event;
   event.timestamp_us = unix_micros_now();
   event.listener = listener.text;
@@ -297,7 +459,45 @@ asio::awaitable<void> serve_connection(tcp::socket socket, SessionEnvironment co
   }
   socket.set_option(tcp::no_delay(true), ec);
 
-  beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), env.ssl_context);
+  TlsStream stream(std::move(socket), env.ssl_context);
+  auto& raw = stream.next_layer();
+  beast::get_lowest_layer(stream).expires_after(env.config.tls.handshake_timeout);
+  auto finish_early = [&](HandshakeOutcome outcome) {
+    event.outcome = outcome;
+    event.duration_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+    env.log.submit(std::move(event));
+  };
+
+  if (listener.proxy_protocol && !co_await read_proxy_header(raw, env, event)) {
+    finish_early(event.error_type == "handshake_timeout" ? HandshakeOutcome::timeout : HandshakeOutcome::failed);
+    co_return;
+  }
+
+  TlsRoute const* route = nullptr;
+  if (env.preread) {
+    auto hello = co_await preread_client_hello(raw, event);
+    if (!hello) {
+      bool const http = event.error_type == "not_tls" && buffered(raw).size() >= 4 && std::isupper(buffered(raw)[0]) &&
+                        std::isupper(buffered(raw)[1]);
+      finish_early(event.error_type == "handshake_timeout" ? HandshakeOutcome::timeout : HandshakeOutcome::failed);
+      if (http) co_await answer_plain_http(beast::get_lowest_layer(stream));
+      co_return;
+    }
+    event.server_name = hello->server_name;
+    event.offered_alpn = join(hello->alpn);
+    event.offered_versions = version_list(hello->supported_versions, hello->legacy_version);
+    route = &env.sni_policies.route(hello->server_name);
+    if (route->mode == RouteMode::reject) {
+      finish_early(HandshakeOutcome::rejected);  // silent: no alert, nothing for a scanner to learn
+      co_return;
+    }
+    if (route->mode == RouteMode::transparent) {
+      co_await pass_through(raw, *route, env, std::move(event), started);
+      co_return;
+    }
+  }
+
   TlsConnectionState state;
   state.certificates = env.certificates.snapshot();
   state.challenges = &env.challenges;
@@ -310,7 +510,6 @@ asio::awaitable<void> serve_connection(tcp::socket socket, SessionEnvironment co
   SSL_set_msg_callback(ssl, on_tls_message);
   SSL_set_msg_callback_arg(ssl, &state);
 
-  beast::get_lowest_layer(stream).expires_after(env.config.tls.handshake_timeout);
   auto [handshake_error] = co_await stream.async_handshake(asio::ssl::stream_base::server, use_tuple);
   SSL_set_msg_callback(ssl, nullptr);
 
@@ -350,7 +549,11 @@ asio::awaitable<void> serve_connection(tcp::socket socket, SessionEnvironment co
   bool const plain_http = event.error_type == "not_tls" && !state.client_hello_seen &&
                           ERR_GET_REASON(static_cast<unsigned long>(handshake_error.value())) == SSL_R_HTTP_REQUEST;
   bool const is_challenge = state.challenge != nullptr;
+  if (!handshake_error && !is_challenge && !route) route = &env.sni_policies.route(state.server_name);
+  bool const tcp_upstream = route && !route->http;
+  if (tcp_upstream) event.upstream = route->upstream.text();
   HttpClientInfo client{event.client_address, state.server_name};
+  ClientEndpoints const endpoints{event.client_address, event.client_port, event.server_address, event.server_port};
   env.log.submit(std::move(event));
 
   if (handshake_error) {
@@ -363,6 +566,11 @@ asio::awaitable<void> serve_connection(tcp::socket socket, SessionEnvironment co
     co_await stream.async_shutdown(use_tuple);
     co_return;
   }
+  if (tcp_upstream) {
+    co_await terminate_to_tcp(stream, *route, env, endpoints);
+    co_return;
+  }
+  beast::get_lowest_layer(stream).expires_never();
   co_await serve_http(stream, env.config, *listener.upstreams, client);
 }
 

@@ -20,6 +20,7 @@ class TicketKeyRing;
 // Shared by all connections of a server; read-only after start.
 struct SessionEnvironment {
   ProxyConfig const& config;
+  bool preread;  // routing needs the ClientHello before TLS (needs_preread)
   boost::asio::ssl::context& ssl_context;  // base context with the ClientHello callback
   CertificateRegistry const& certificates;
   ChallengeRegistry const& challenges;
@@ -34,6 +35,7 @@ class UpstreamPool;
 struct ListenerContext {
   std::string text;  // "127.0.0.1:8443"
   UnknownSniPolicy unknown_sni = UnknownSniPolicy::default_certificate;
+  bool proxy_protocol = false;        // a PROXY header comes first
   UpstreamPool* upstreams = nullptr;  // the accepting worker's pool
 };
 

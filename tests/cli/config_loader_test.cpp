@@ -136,6 +136,29 @@ TEST(ConfigLoader, MtlsEntryNeedsAReadableClientCa) {
       << message;
 }
 
+TEST(ConfigLoader, RoutingModesAndProxyProtocol) {
+  auto config = parse_config(
+      "proxy:\n  proxy_protocol: {enabled: true, trusted_proxies: [10.0.0.0/8]}\n  tls:\n    routing:\n"
+      "      default: {mode: transparent, upstream: \"[::1]:9443\", proxy_protocol: v2}\n"
+      "      sni:\n        - {server_name: a.test, mode: reject}\n",
+      "edge.yaml", "/etc/edge");
+  ASSERT_TRUE(config) << config.error().message;
+  EXPECT_EQ(config->proxy.tls.default_route.mode, proxy::RouteMode::transparent);
+  EXPECT_EQ(config->proxy.tls.default_route.upstream.host, "::1");
+  EXPECT_EQ(config->proxy.tls.default_route.upstream.port, 9443);
+  EXPECT_EQ(config->proxy.tls.default_route.proxy_protocol, proxy::ProxyProtocolVersion::v2);
+  EXPECT_EQ(config->proxy.tls.sni[0].route.mode, proxy::RouteMode::reject);
+  EXPECT_TRUE(config->proxy.proxy_protocol.trusted_proxies[0].contains("10.1.2.3"));
+  EXPECT_FALSE(config->proxy.proxy_protocol.trusted_proxies[0].contains("11.1.2.3"));
+  EXPECT_EQ(error_of("proxy:\n  tls:\n    routing:\n      default: {mode: transparent}\n"),
+            "edge.yaml:4:16: proxy.tls.routing.default.upstream: required with mode: transparent");
+  EXPECT_EQ(error_of("proxy:\n  proxy_protocol: {enabled: true}\n"),
+            "edge.yaml:2:19: proxy.proxy_protocol.trusted_proxies: required when enabled: a PROXY header is "
+            "believed only from these");
+  EXPECT_EQ(error_of("proxy:\n  proxy_protocol: {trusted_proxies: [10.0.0.0/33]}\n"),
+            "edge.yaml:2:38: proxy.proxy_protocol.trusted_proxies[0]: bad prefix length in \"10.0.0.0/33\"");
+}
+
 TEST(ConfigLoader, SyntaxErrorHasPosition) {
   auto const message = error_of("proxy:\n  listen: [\"a\"\n");
   EXPECT_EQ(message.rfind("edge.yaml:", 0), 0u);

@@ -19,6 +19,7 @@ struct ListenAddress {
   std::string host;  // literal IP address: "127.0.0.1", "::1", "0.0.0.0", "::"
   std::uint16_t port = 0;
   std::optional<UnknownSniPolicy> unknown_sni;  // overrides proxy.tls.unknown_sni
+  std::optional<bool> proxy_protocol;           // overrides proxy.proxy_protocol.enabled
   std::string text() const;  // "127.0.0.1:8443" or "[::1]:8443"
 };
 
@@ -37,10 +38,50 @@ struct ClientAuthPolicy {
   std::vector<std::string> crl_files;  // PEM CRLs; when given, revocation is checked
 };
 
+enum class ProxyProtocolVersion { v1, v2 };
+
+// What a connection is for, decided from its ClientHello (layer 4).
+enum class RouteMode {
+  tls_terminate,  // TLS ends here; then the HTTP proxy, or raw TCP to `upstream`
+  transparent,    // no termination: bytes pass to `upstream` both ways
+  reject,         // close silently, no alert
+};
+
+struct TcpUpstream {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string text() const;  // "host:port"
+};
+
+struct TlsRoute {
+  RouteMode mode = RouteMode::tls_terminate;
+  bool http = true;      // tls_terminate: `handler: http` (true) or raw TCP to `upstream` (false)
+  TcpUpstream upstream;  // transparent, and tls_terminate without handler
+  std::optional<ProxyProtocolVersion> proxy_protocol;  // header sent to the upstream
+};
+
 // proxy.tls.routing.sni[]: settings that apply when the SNI matches.
 struct SniEntry {
   std::string server_name;  // exact, or "*.example.com" (one label)
   ClientAuthPolicy client_auth;
+  TlsRoute route;
+};
+
+// An IPv4 or IPv6 network, e.g. 10.0.0.0/8 or 2001:db8::/32.
+struct Cidr {
+  int family = 0;  // AF_INET or AF_INET6
+  std::uint8_t bytes[16] = {};
+  int prefix = 0;
+  static bool parse(std::string const& text, Cidr& out, std::string& why);
+  bool contains(std::string const& address) const;
+};
+
+// Inbound PROXY protocol: the client address comes from a header sent by a
+// load balancer in front, believed only from `trusted_proxies`.
+struct InboundProxyProtocol {
+  bool enabled = false;
+  std::optional<ProxyProtocolVersion> version;  // accept only this version; both when unset
+  std::vector<Cidr> trusted_proxies;
 };
 
 struct TlsPolicy {
@@ -56,6 +97,7 @@ struct TlsPolicy {
   std::string groups;         // key-exchange groups, e.g. "X25519:P-256"; empty = default
   UnknownSniPolicy unknown_sni = UnknownSniPolicy::default_certificate;
   std::vector<SniEntry> sni;
+  TlsRoute default_route;  // proxy.tls.routing.default
 };
 
 // Checks a TLS policy value the way OpenSSL will read it; false with `why`.
@@ -82,6 +124,12 @@ struct ProxyConfig {
   std::chrono::seconds upstream_timeout{60};
   std::vector<HttpRoute> routes;
   unsigned workers = 0;  // 0 = one per core
+  InboundProxyProtocol proxy_protocol;
 };
+
+// True when some connection must be routed before TLS terminates (a
+// transparent or reject route, or TCP upstreams by SNI): the ClientHello is
+// then read ahead of OpenSSL.
+bool needs_preread(TlsPolicy const& policy);
 
 }  // namespace edge::proxy

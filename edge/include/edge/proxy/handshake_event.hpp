@@ -6,7 +6,7 @@
 
 namespace edge::proxy {
 
-enum class HandshakeOutcome { ok, failed, timeout, acme_challenge };
+enum class HandshakeOutcome { ok, failed, timeout, acme_challenge, passthrough, rejected };
 char const* to_string(HandshakeOutcome outcome) noexcept;
 
 struct HandshakeEvent {
@@ -15,7 +15,8 @@ struct HandshakeEvent {
   std::string error_type;                   // error.type (empty when ok)
   std::string alert_sent = "none";          // edge.alert.sent
   std::string alert_received;               // edge.alert.received (empty when none)
-  std::string client_address;               // client.address
+  std::string client_address;               // client.address (from the PROXY header when there is one)
+  std::string peer_address;                 // network.peer.address (the TCP peer, when it differs)
   std::uint16_t client_port = 0;            // client.port
   std::string server_address;               // server.address (local address)
   std::uint16_t server_port = 0;            // server.port
@@ -43,6 +44,9 @@ struct HandshakeEvent {
   std::int64_t cert_not_after = 0;          // tls.server.not_after (Unix seconds)
   std::int64_t cert_generation = 0;         // edge.cert.generation
   std::int64_t duration_us = 0;             // edge.handshake.duration_us
+  std::string upstream;                     // edge.upstream (passthrough and TCP routes)
+  std::int64_t bytes_in = -1;               // edge.bytes.in: from the client (passthrough, at close)
+  std::int64_t bytes_out = -1;              // edge.bytes.out: to the client
   std::int64_t count = 1;                   // count: identical failures folded into this record
 };
 

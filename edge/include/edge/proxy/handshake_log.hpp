@@ -29,6 +29,14 @@ struct HandshakeLogOptions {
   std::int64_t retention_rows = 0;          // keep at most this many stored rows (0 = no limit)
 };
 
+// Sees every record on the writer thread, before sampling and damping: how
+// metrics are derived without costing the I/O threads anything.
+class HandshakeObserver {
+ public:
+  virtual ~HandshakeObserver() = default;
+  virtual void observe(HandshakeEvent const& event) noexcept = 0;
+};
+
 class HandshakeLog {
  public:
   explicit HandshakeLog(HandshakeLogOptions options);
@@ -51,6 +59,9 @@ class HandshakeLog {
   std::uint64_t written() const noexcept { return written_.load(); }
   std::uint64_t store_failures() const noexcept { return store_failures_.load(); }
   std::uint64_t folded() const noexcept { return folded_.load(); }
+
+  // Called before start(); the observer must outlive stop().
+  void set_observer(HandshakeObserver* observer) noexcept { observer_ = observer; }
 
   static constexpr std::size_t batch_size = 512;
   static constexpr std::chrono::milliseconds batch_interval{100};
@@ -75,6 +86,7 @@ class HandshakeLog {
   std::atomic<std::uint64_t> store_failures_{0};
   std::atomic<std::uint64_t> folded_{0};
   std::atomic<bool> reopen_requested_{false};
+  HandshakeObserver* observer_ = nullptr;
 };
 
 // The record as one JSON object (no trailing newline). Exposed for tests.

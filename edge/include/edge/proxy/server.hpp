@@ -10,6 +10,7 @@ namespace edge::proxy {
 class CertificateRegistry;
 class ChallengeRegistry;
 class HandshakeLog;
+class ProxyMetrics;
 
 class Server {
  public:
@@ -23,6 +24,9 @@ class Server {
 
   void start();  // starts the worker threads
   void stop();   // thread-safe; closes acceptors, aborts connections, joins
+
+  // Connection and request counters, per worker. Thread: any.
+  ProxyMetrics const& metrics() const noexcept;
 
  private:
   struct Impl;
