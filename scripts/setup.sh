@@ -9,6 +9,7 @@ packages=(
   libssl-dev libcurl4-openssl-dev libsqlite3-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libcli11-dev
   pebble openssl curl sqlite3 procps
+  uacme util-linux  # bench/acme_bench.py: uacme + ualpn, unshare
 )
 
 missing=()
