@@ -404,7 +404,7 @@ boost::system::result<EdgeConfig, ConfigError> parse_config(std::string const& t
     config.source = name;
     config.handshake_log.file.clear();
     if (!root || root.IsNull()) return config;
-    r.only_keys(root, "", {"store", "workers", "proxy", "handshake_log"});
+    r.only_keys(root, "", {"store", "workers", "proxy", "handshake_log", "admin", "metrics"});
     // The original design has `workers` at the top; proxy.workers wins when both are set.
     if (auto w = root["workers"]) config.proxy.workers = static_cast<unsigned>(r.integer(w, "workers", 0, 256));
     if (auto store = root["store"]) {
@@ -438,3 +438,4 @@ boost::system::result<EdgeConfig, ConfigError> load_config(std::filesystem::path
 }
 
 }  // namespace edge::cli
+    read_operator_sections(r, root, config);  // admin:, metrics:

@@ -2,6 +2,7 @@
 // The edged configuration: YAML in, validated settings for every module out.
 // Every error names the file, line, column and key.
 #include <edge/acme/config.hpp>
+#include <edge/admin/admin_server.hpp>
 #include <edge/proxy/config.hpp>
 #include <edge/proxy/handshake_log.hpp>
 
@@ -32,6 +33,8 @@ struct EdgeConfig {
   // file: "-" = stdout, empty = none; store_path is filled in from store.path.
   proxy::HandshakeLogOptions handshake_log;
   bool handshake_log_store = true;  // handshake_log.store: rows in the SQLite store
+  admin::AdminOptions admin;        // admin: (off unless the section is present)
+  admin::MetricsOptions metrics;    // metrics: (likewise)
 };
 
 struct ConfigError {

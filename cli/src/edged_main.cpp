@@ -2,12 +2,15 @@
 // with certificates from the store, keeps them issued with ACME, and logs
 // every handshake. The only place where the modules are wired together.
 #include "config_loader.hpp"
+#include "config_reload.hpp"
 
 #include <edge/acme/renewal_scheduler.hpp>
+#include <edge/admin/admin_server.hpp>
 #include <edge/proxy/certificate_registry.hpp>
 #include <edge/proxy/challenge_registry.hpp>
 #include <edge/proxy/handshake_log.hpp>
 #include <edge/proxy/server.hpp>
+#include <edge/proxy/tls_statistics.hpp>
 #include <edge/store/certificate_pem.hpp>
 #include <edge/store/store.hpp>
 
@@ -68,6 +71,46 @@ void log_serving(store::CertificateRecord const& cert) {
                static_cast<long long>(cert.generation), cert.serial.c_str());
 }
 
+// The admin API, status page and metrics, when configured (admin:, metrics:).
+std::unique_ptr<admin::AdminServer> start_admin(cli::EdgeConfig const& config, proxy::CertificateRegistry& certificates,
+                                                proxy::Server const& server, proxy::TlsStatistics const& tls_statistics,
+                                                proxy::HandshakeLog const& log) {
+  if (!config.admin.enabled && !config.metrics.enabled) return nullptr;
+  admin::AdminServices services;
+  services.store_path = config.store_path;
+  services.certificates = &certificates;
+  services.proxy_metrics = &server.metrics();
+  services.tls_statistics = &tls_statistics;
+  services.handshake_log = &log;
+  services.acme_mode = config.mode == cli::TlsMode::acme;
+  for (auto const& spec : config.acme.certificates) services.acme_certificates.push_back(spec.name);
+  services.on_imported = [](store::CertificateRecord const& cert) {
+    std::fprintf(stderr, "edged: admin API imported %s (generation %lld)\n", cert.name.c_str(),
+                 static_cast<long long>(cert.generation));
+    log_serving(cert);
+  };
+  if (config.source != cli::default_config().source) {
+    // Kept as started: a reload compares the file with what is running.
+    auto const text = std::make_shared<std::string const>(read_file(config.source));
+    services.reload = [&config, &certificates, text](store::Store& db) {
+      auto outcome = cli::reload_config(config, *text, db, certificates);
+      std::fprintf(stderr, "edged: config.reload: %s\n", outcome.ok ? "done" : outcome.error.c_str());
+      return outcome;
+    };
+  }
+  auto server_admin = std::make_unique<admin::AdminServer>(config.admin, config.metrics, std::move(services));
+  server_admin->start();
+  // Never the token: only where to reach the listeners.
+  if (config.admin.enabled && config.admin.listen_tcp)
+    std::fprintf(stderr, "edged: admin API on http://%s/ (token %s)\n", config.admin.listen.text().c_str(),
+                 config.admin.token.empty() ? "not configured: read-only" : "configured");
+  if (config.admin.enabled && !config.admin.socket.empty())
+    std::fprintf(stderr, "edged: admin API on unix:%s\n", config.admin.socket.c_str());
+  if (config.metrics.enabled)
+    std::fprintf(stderr, "edged: metrics on http://%s/metrics\n", config.metrics.listen.text().c_str());
+  return server_admin;
+}
+
 int run(cli::EdgeConfig const& config) {
   // Signals are taken by sigwait on this thread only; every thread started
   // below inherits the mask.
@@ -93,6 +136,8 @@ int run(cli::EdgeConfig const& config) {
   auto log_options = config.handshake_log;
   if (config.handshake_log_store) log_options.store_path = config.store_path;
   proxy::HandshakeLog log(log_options);
+  proxy::TlsStatistics tls_statistics;  // metrics and the admin API, counted on the log's writer thread
+  log.set_observer(&tls_statistics);
   log.start();
   proxy::Server server(config.proxy, certificates, challenges, log);
   server.start();
@@ -108,6 +153,7 @@ int run(cli::EdgeConfig const& config) {
         });
     scheduler->start();
   }
+  auto admin = start_admin(config, certificates, server, tls_statistics, log);
   std::fprintf(stderr, "edged: ready (config %s, store %s)\n", config.source.c_str(), config.store_path.c_str());
 
   int received = 0;
@@ -116,6 +162,7 @@ int run(cli::EdgeConfig const& config) {
     log.reopen();
   }
   std::fprintf(stderr, "edged: %s, stopping\n", strsignal(received));
+  if (admin) admin->stop();
   if (scheduler) scheduler->stop();
   server.stop();
   log.stop();

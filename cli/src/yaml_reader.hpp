@@ -128,5 +128,7 @@ inline bool is_dns_name(std::string_view name) {
 // Sections read in their own files.
 void read_acme(Reader const& r, YAML::Node const& acme, std::string const& key, EdgeConfig& config);
 void read_certificates(Reader const& r, YAML::Node const& list, std::string const& key, EdgeConfig& config);
+// The root's admin: and metrics: sections (admin_config_loader.cpp).
+void read_operator_sections(Reader const& r, YAML::Node const& root, EdgeConfig& config);
 
 }  // namespace edge::cli

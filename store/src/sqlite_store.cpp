@@ -652,9 +652,17 @@ class SqliteStore final : public Store {
     std::string sql = std::string("SELECT ") + handshake_columns + " FROM handshakes WHERE 1";
     if (q.cert_name) sql += " AND cert_name = ?";
     if (q.failed_only) sql += " AND outcome NOT IN ('ok', 'acme_challenge')";
+    if (q.outcome) sql += " AND outcome = ?";
+    if (q.error_type) sql += " AND error_type = ?";
+    if (q.client_address) sql += " AND client_address = ?";
+    if (q.since_us > 0) sql += " AND timestamp_us >= ?";
     sql += " ORDER BY timestamp_us DESC, id DESC LIMIT ?";
     auto st = prepare(sql);
     if (q.cert_name) st.bind(*q.cert_name);
+    if (q.outcome) st.bind(*q.outcome);
+    if (q.error_type) st.bind(*q.error_type);
+    if (q.client_address) st.bind(*q.client_address);
+    if (q.since_us > 0) st.bind(q.since_us);
     st.bind(q.limit > 0 ? q.limit : -1);
     std::vector<HandshakeRecord> out;
     for (;;) {
@@ -680,6 +688,17 @@ class SqliteStore final : public Store {
       h.duration_us = st.integer(15);
       h.json = st.text(16);
       out.push_back(std::move(h));
+    }
+  }
+
+  Result<std::vector<OrderStatusCount>> order_status_counts() override {
+    auto st = prepare("SELECT status, COUNT(*) FROM acme_orders GROUP BY status ORDER BY status");
+    std::vector<OrderStatusCount> out;
+    for (;;) {
+      auto row = st.step();
+      if (!row) return row.error();
+      if (!*row) return out;
+      out.push_back({st.text(0), st.integer(1)});
     }
   }
 

@@ -95,6 +95,17 @@ struct HandshakeQuery {
   std::optional<std::string> cert_name;
   bool failed_only = false;
   int limit = 100;  // newest first
+  // Added for the admin API's handshakes.query; unset = no filter.
+  std::optional<std::string> outcome{};
+  std::optional<std::string> error_type{};
+  std::optional<std::string> client_address{};
+  std::int64_t since_us = 0;  // only records at or after this time (Unix microseconds)
+};
+
+// How many ACME orders ended in each status (for edge_acme_orders_total).
+struct OrderStatusCount {
+  std::string status;
+  std::int64_t count = 0;
 };
 
 // One line of the counters: how many handshakes of a certificate ended how.

@@ -92,6 +92,10 @@ class Store {
   virtual Result<std::optional<AcmeOperation>> operation(std::int64_t) {
     return StoreError{"ACME operations are not available from this store"};
   }
+  // ACME orders counted by status, over all certificates.
+  virtual Result<std::vector<OrderStatusCount>> order_status_counts() {
+    return StoreError{"ACME order counts are not available from this store"};
+  }
 };
 
 enum class OpenMode { read_write_create, read_write, read_only };
