@@ -10,12 +10,20 @@ packages=(
   libgtest-dev libgmock-dev libcli11-dev
   pebble openssl curl sqlite3 procps
   uacme util-linux  # bench/acme_bench.py: uacme + ualpn, unshare
+  prometheus chromium  # tests/integration: promtool, a Prometheus server, the status page's browser
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The status page's browser test drives Chromium with npm's playwright-core:
+# Node.js and npm from Debian, unless a Node.js with its own npm is there.
+if ! command -v npm >/dev/null 2>&1; then
+  for p in nodejs npm; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
