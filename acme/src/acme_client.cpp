@@ -737,13 +737,17 @@ struct AcmeClient::Impl {
   AcmeResult<std::optional<store::AcmeOrderRecord>> open_order(CertificateSpec const& spec) {
     auto orders = store.certificate_orders(spec.name, 10);
     if (!orders) return store_error(orders.error());
+    bool superseded = false;  // another issuer delivered since (fallback)
     for (auto& o : *orders) {
-      if (o.directory_url != issuer.directory_url) continue;
+      if (o.directory_url != issuer.directory_url) {
+        superseded = superseded || o.certificate_generation > 0;
+        continue;
+      }
       bool const open = o.status == "pending" || o.status == "ready" ||
                         o.status == "processing" ||
                         (o.status == "valid" && o.certificate_generation == 0);
       if (!open) return std::optional<store::AcmeOrderRecord>();  // newest is finished
-      if (unix_now() - o.created_at > max_resumable_order_age) {
+      if (superseded || unix_now() - o.created_at > max_resumable_order_age) {
         if (auto r = save_order(o, "abandoned"); !r) return r.error();
         return std::optional<store::AcmeOrderRecord>();
       }

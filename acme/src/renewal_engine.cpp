@@ -506,7 +506,7 @@ struct RenewalEngine::Impl {
       if (job.problem.empty()) job.problem = error.document;
       if (error.retry_after) {
         std::lock_guard lock(shared_mutex);
-        paused_until[issuer.directory_url] = now + error.retry_after->count();
+        paused_until[issuer.directory_url] = hooks.now() + error.retry_after->count();
         shortest_retry = shortest_retry ? std::min(*shortest_retry, *error.retry_after)
                                         : *error.retry_after;
       } else {

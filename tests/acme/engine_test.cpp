@@ -244,6 +244,23 @@ TEST_F(EngineTest, FallsBackToTheNextIssuerInTheSameAttempt) {
   EXPECT_EQ(store_->certificate_orders("main", 1).value().at(0).directory_url, ca_b_->directory_url());
 }
 
+TEST_F(EngineTest, AnOpenOrderOfAnIssuerThatWasReplacedByTheNextIsNotResumed) {
+  config_.issuers = {IssuerConfig{ca_->directory_url()}, IssuerConfig{ca_b_->directory_url()}};
+  ca_->inject["finalize"].push_back(json_response(503, "busy", "text/plain"));
+  auto e = engine();
+  step(*e);  // A stops at finalize (order left open), B issues
+  EXPECT_EQ(state().issuer, ca_b_->directory_url());
+  ASSERT_TRUE(store_->request_renewal("main"));
+  step(*e);  // A again: its old order is stale now, a new one is made
+  EXPECT_EQ(state().issuer, ca_->directory_url());
+  EXPECT_EQ(ca_->count("newOrder"), 2u);
+  EXPECT_EQ(store_->current_certificate("main").value()->generation, 2);
+  auto const orders = store_->certificate_orders("main", 10).value();
+  ASSERT_EQ(orders.size(), 3u);
+  EXPECT_EQ(orders[2].directory_url, ca_->directory_url());
+  EXPECT_EQ(orders[2].status, "abandoned");
+}
+
 TEST_F(EngineTest, AnIssuerThatAskedToWaitIsSkippedUntilThen) {
   config_.issuers = {IssuerConfig{ca_->directory_url()}, IssuerConfig{ca_b_->directory_url()}};
   ca_->inject["newOrder"].push_back(problem_response(

@@ -180,6 +180,8 @@ class AccountLifecycle(unittest.TestCase):
                     edged.__exit__(None, None, None)
                 self.assertNotIn("issuance failed", log)
                 self.assertNotIn("BEGIN PRIVATE KEY", log)
+                self.assertNotIn('"protected"', log)  # no JWS body
+                self.assertNotIn('"signature"', log)
 
 
 if __name__ == "__main__":
