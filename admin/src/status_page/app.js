@@ -117,7 +117,8 @@ function renderCharts(certs, timeline) {
     const legend = el("div", { class: "legend" }, el("i", { style: "background:var(--ok)" }), "ok");
     for (const t of errorTypes) legend.append(el("i", { style: `background:${colorOf(t)}` }), t);
     charts.append(el("div", { class: "chart", id: "chart-" + name, "data-total": total },
-      el("h3", {}, `${name} — ${total} handshakes, max ${max}/min`), chart, legend));
+      el("h3", {}, `${name === "-" ? "no certificate selected" : name} — ${total} handshakes, max ${max}/min`),
+      chart, legend));
   }
 }
 
