@@ -233,11 +233,8 @@ RpcResult certs_import(MethodContext& c, Params& p) {
   auto const reject = [](std::string why) {
     return RpcError{rpc_code::certificate_rejected, "Certificate rejected", json::value(std::move(why))};
   };
-  auto record = store::describe_certificate(*name, *chain, *key, store::CertificateSource::manual);
-  if (!record) return reject(record.error().message);
-  auto const now = now_seconds();
-  if (record->not_after <= now) return reject("the certificate expired at " + rfc3339(record->not_after));
-  if (record->not_before > now) return reject("the certificate is not valid before " + rfc3339(record->not_before));
+  auto record = check_import(*name, *chain, *key);
+  if (!record) return reject(record.error());
   auto generation = c.store.put_certificate(*record);
   if (!generation) return store_failure(generation.error());
   record->generation = *generation;

@@ -1,9 +1,12 @@
 #include <edge/admin/views.hpp>
 
+#include <edge/store/certificate_pem.hpp>
+
 #include <openssl/bio.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <map>
@@ -176,6 +179,19 @@ Result<std::optional<json::object>> certificate_detail(Store& store, std::string
                           {"updated_at", rfc3339(o.updated_at)}});
   out["orders"] = std::move(order_json);
   return std::optional<json::object>(std::move(out));
+}
+
+boost::system::result<CertificateRecord, std::string> check_import(std::string const& name, std::string chain_pem,
+                                                                    std::string private_key_pem) {
+  if (name.empty() || name.size() > 128 ||
+      std::any_of(name.begin(), name.end(), [](unsigned char ch) { return ch < 0x21 || ch == 0x7f; }))
+    return std::string("the name must be 1..128 printable characters without blanks");
+  auto record = describe_certificate(name, std::move(chain_pem), std::move(private_key_pem), CertificateSource::manual);
+  if (!record) return record.error().message;
+  auto const now = now_seconds();
+  if (record->not_after <= now) return "the certificate expired at " + rfc3339(record->not_after);
+  if (record->not_before > now) return "the certificate is not valid before " + rfc3339(record->not_before);
+  return std::move(*record);
 }
 
 }  // namespace edge::admin

@@ -1,6 +1,8 @@
 // edgectl: the operator's view of an edge store. Reads what edged wrote and
 // queues requests for the running edged (renewal, revocation, account key
 // rollover and deactivation): edged owns the ACME accounts.
+#include "edgectl_live.hpp"
+
 #include <edge/store/store.hpp>
 
 #include <CLI/CLI.hpp>
@@ -457,6 +459,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
   }
 
+  edge::cli::OperatorCommands operator_commands(app);  // status, import, check, version, live mode (--admin)
   try {
     app.parse(argc, argv);
   } catch (CLI::ParseError const& e) {
@@ -464,6 +467,7 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (auto code = operator_commands.run(store_path)) return *code;
     if (*certs) return list_certificates(*open_store(store_path, OpenMode::read_only), json);
     if (*handshakes) {
       if (*cert_option) query.cert_name = cert_name;

@@ -28,4 +28,11 @@ store::Result<boost::json::array> certificate_list(store::Store& store);
 // a certificate nor a renewal state of that name.
 store::Result<std::optional<boost::json::object>> certificate_detail(store::Store& store, std::string const& name);
 
+// What certs.import (and edgectl import) accept: the chain parses, the key is
+// the leaf's, and the leaf is valid now. The record is ready for
+// put_certificate (source manual); the error says what is wrong.
+boost::system::result<store::CertificateRecord, std::string> check_import(std::string const& name,
+                                                                           std::string chain_pem,
+                                                                           std::string private_key_pem);
+
 }  // namespace edge::admin
