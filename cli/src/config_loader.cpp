@@ -415,6 +415,7 @@ boost::system::result<EdgeConfig, ConfigError> parse_config(std::string const& t
     }
     if (auto proxy = root["proxy"]) read_proxy(r, proxy, config);
     if (auto log = root["handshake_log"]) read_handshake_log(r, log, config);
+    read_operator_sections(r, root, config);  // admin:, metrics:
     return config;
   } catch (ConfigFailure const& failure) {
     return ConfigError{failure.message};
@@ -438,4 +439,3 @@ boost::system::result<EdgeConfig, ConfigError> load_config(std::filesystem::path
 }
 
 }  // namespace edge::cli
-    read_operator_sections(r, root, config);  // admin:, metrics:
