@@ -18,12 +18,35 @@ proxy::TlsVersion tls_version(Reader const& r, YAML::Node const& node, std::stri
 }
 
 proxy::HttpRoute route(Reader const& r, YAML::Node const& node, std::string const& key) {
-  r.only_keys(node, key, {"path_prefix", "upstream"});
+  r.only_keys(node, key, {"path", "path_prefix", "path_regex", "host", "type", "preserve_host", "upstream"});
   proxy::HttpRoute out;
-  if (node["path_prefix"]) {
-    out.path_prefix = r.string(node["path_prefix"], key + ".path_prefix");
-    if (!out.path_prefix.starts_with("/")) r.fail(node["path_prefix"], key + ".path_prefix", "must start with \"/\"");
+  int matchers = 0;
+  for (char const* name : {"path", "path_prefix"}) {
+    if (auto v = node[name]) {
+      ++matchers;
+      auto text = r.string(v, key + "." + name);
+      if (!text.starts_with("/")) r.fail(v, key + "." + name, "must start with \"/\"");
+      (std::string_view(name) == "path" ? out.path : out.path_prefix) = std::move(text);
+    }
   }
+  if (auto v = node["path_regex"]) {
+    ++matchers;
+    out.path_regex = r.string(v, key + ".path_regex");
+    try {
+      out.compiled_regex = std::make_shared<std::regex const>(out.path_regex, std::regex::ECMAScript | std::regex::optimize);
+    } catch (std::regex_error const& e) {
+      r.fail(v, key + ".path_regex", std::string("not a valid regular expression: ") + e.what());
+    }
+  }
+  if (matchers > 1) r.fail(node, key, "give one of path, path_prefix, path_regex");
+  if (matchers == 0) out.path_prefix = "/";
+  if (node["host"]) out.host = r.string(node["host"], key + ".host");
+  if (auto v = node["type"]) {
+    auto const type = r.string(v, key + ".type");
+    if (type == "websocket") out.websocket = true;
+    else if (type != "http") r.fail(v, key + ".type", "expected http or websocket, got \"" + type + "\"");
+  }
+  if (node["preserve_host"]) out.preserve_host = r.boolean(node["preserve_host"], key + ".preserve_host");
   if (!node["upstream"]) r.fail(node, key, "missing key \"upstream\"");
   auto const& up = node["upstream"];
   out.upstream_text = r.string(up, key + ".upstream");
@@ -328,7 +351,8 @@ void read_proxy(Reader const& r, YAML::Node const& proxy, EdgeConfig& config) {
   if (auto w = proxy["workers"]) config.proxy.workers = static_cast<unsigned>(r.integer(w, "proxy.workers", 0, 256));
   if (auto tls = proxy["tls"]) read_tls(r, tls, config);
   if (auto http = proxy["http"]) {
-    r.only_keys(http, "proxy.http", {"upstream_timeout_secs", "routes"});
+    r.only_keys(http, "proxy.http", {"upstream_timeout_secs", "routes", "server_header"});
+    if (auto v = http["server_header"]) config.proxy.server_header = r.boolean(v, "proxy.http.server_header");
     if (auto t = http["upstream_timeout_secs"]) {
       config.proxy.upstream_timeout = std::chrono::seconds(r.integer(t, "proxy.http.upstream_timeout_secs", 1, 86400));
     }

@@ -2,7 +2,10 @@
 // What the proxy needs to know, already validated (cli/ reads YAML into this).
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <regex>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -112,15 +115,26 @@ struct Upstream {
   std::string base_path = "/";  // path of the upstream URL; prefix replaced by it
 };
 
+// One entry of proxy.http.routes, tried in order. Exactly one of path,
+// path_prefix, path_regex matches the path (no query); host, when set, must
+// equal the request's host (without port), case-insensitively.
 struct HttpRoute {
-  std::string path_prefix = "/";
+  std::string path;         // exact
+  std::string path_prefix;  // "/" matches everything
+  std::string path_regex;   // ECMAScript, searched; compiled once at load
+  std::shared_ptr<std::regex const> compiled_regex;
+  std::string host;
+  bool websocket = false;      // type: websocket (HTTP/1.1 Upgrade, then bytes both ways)
+  bool preserve_host = false;  // send the client's Host upstream (default: the upstream's)
   Upstream upstream;
   std::string upstream_text;  // as configured, for logs
+  bool matches(std::string_view host_header, std::string_view path) const;
 };
 
 struct ProxyConfig {
   std::vector<ListenAddress> listen;
   TlsPolicy tls;
+  bool server_header = true;  // proxy.http.server_header: "Server: edge" on responses
   std::chrono::seconds upstream_timeout{60};
   std::vector<HttpRoute> routes;
   unsigned workers = 0;  // 0 = one per core
