@@ -71,7 +71,12 @@ std::optional<std::int64_t> parse_rfc3339(std::string_view text) {
 }
 
 std::string human_duration(std::int64_t seconds) {
-  if (seconds < 0) return "-" + human_duration(-seconds);
+  if (seconds < 0) {
+    // Not "-" + ...: GCC 12 -O2 warns (-Wrestrict) on that, falsely.
+    std::string negative = human_duration(-seconds);
+    negative.insert(negative.begin(), '-');
+    return negative;
+  }
   if (seconds < 600) return std::to_string(seconds) + " s";
   if (seconds < 7200) return std::to_string(seconds / 60) + " min";
   if (seconds < 2 * 86400) return std::to_string(seconds / 3600) + " h";
