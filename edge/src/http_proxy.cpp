@@ -74,19 +74,6 @@ void strip_hop_by_hop(Fields& fields) {
 }
 
 http::response<http::string_body> error_response(http::status status, std::string_view text, bool server_header) {
-  // Every answer the proxy makes itself is built here: count it once (edge_requests_total, edge_errors_total).
-  count::request(static_cast<unsigned>(status));
-  switch (status) {
-    case http::status::not_found: count::error(ProxyError::no_route); break;
-    case http::status::gateway_timeout: count::error(ProxyError::upstream_timeout); break;
-    case http::status::bad_gateway:
-      count::error(text == "upstream unreachable" ? ProxyError::upstream_unreachable : ProxyError::upstream_failed);
-      break;
-    case http::status::bad_request:
-    case http::status::request_header_fields_too_large:
-    case http::status::http_version_not_supported: count::error(ProxyError::bad_request); break;
-    default: break;  // e.g. rate limits: counted where they refuse
-  }
   http::response<http::string_body> res{status, 11};
   res.set(http::field::content_type, "text/plain");
   if (server_header) res.set(http::field::server, "edge");
@@ -227,6 +214,8 @@ asio::awaitable<void> upgrade(TlsStream& stream, beast::flat_buffer& buffer, htt
   auto upstream = co_await connect_tcp(target, config.upstream_timeout, why);
   if (!upstream) {
     auto res = error_response(http::status::bad_gateway, "upstream unreachable", config.server_header);
+    count::error(ProxyError::upstream_unreachable);
+    count::request(res.result_int());
     co_await write_message(stream, res);
     co_return;
   }
@@ -239,12 +228,13 @@ asio::awaitable<void> upgrade(TlsStream& stream, beast::flat_buffer& buffer, htt
   auto [read_error, n] = co_await http::async_read_header(*upstream, upstream_buffer, res_parser, use_tuple);
   if (read_error) {
     auto res = error_response(http::status::bad_gateway, "upstream failed", config.server_header);
+    count::error(ProxyError::upstream_failed);
+    count::request(res.result_int());
     co_await write_message(stream, res);
     co_return;
   }
   auto response = res_parser.release();
   bool const switched = response.result() == http::status::switching_protocols;
-  count::request(response.result_int());
   if (!switched) response.keep_alive(false);
   count::request(response.result_int());
   if (!co_await write_message(stream, response) || !switched) co_return;
@@ -389,7 +379,6 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
   http::response_serializer<http::buffer_body> res_serializer{res};
   beast::get_lowest_layer(stream).expires_after(config.upstream_timeout);
   auto [header_error, n] = co_await http::async_write_header(stream, res_serializer, use_tuple);
-  count::request(res.result_int());
   if (header_error) co_return Exchange{false};
   count::request(res.result_int());
   auto const error =

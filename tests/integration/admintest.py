@@ -23,7 +23,51 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-class AdminEdge:
+class AdminClients:
+    """HTTP, JSON-RPC and metrics clients of one edged's admin and metrics listeners."""
+
+    def __init__(self, admin_port, metrics_port, socket_path=None):
+        self.admin_port = admin_port
+        self.metrics_port = metrics_port
+        self.socket = socket_path
+
+    def http(self, method, path, body=None, headers=None, port=None, unix=False):
+        conn = UnixHTTPConnection(self.socket) if unix else http.client.HTTPConnection(
+            "127.0.0.1", port or self.admin_port, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            res = conn.getresponse()
+            return res.status, dict((k.lower(), v) for k, v in res.getheaders()), res.read()
+        finally:
+            conn.close()
+
+    def post_rpc(self, payload, token=None, unix=False):
+        """Posts raw payload (str/bytes or a JSON-able object); returns (status, headers, parsed body or None)."""
+        body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        status, h, raw = self.http("POST", "/rpc", body, headers, unix=unix)
+        return status, h, (json.loads(raw) if raw else None)
+
+    def rpc(self, method, params=None, token=None, unix=False):
+        """One call; returns the result, raises RpcError on an error answer."""
+        status, _, body = self.post_rpc({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}},
+                                        token=token, unix=unix)
+        if status != 200:
+            raise RpcError(status, body)
+        if "error" in body:
+            raise RpcError(status, body)
+        return body["result"]
+
+    def metrics(self, openmetrics=True):
+        headers = {"Accept": "application/openmetrics-text; version=1.0.0"} if openmetrics else {}
+        status, h, raw = self.http("GET", "/metrics", headers=headers, port=self.metrics_port)
+        assert status == 200, status
+        return h["content-type"], raw.decode()
+
+
+class AdminEdge(AdminClients):
     """Makes a CA and a certificate for edge.test/127.0.0.1 ("main"), writes
     edge.yaml with admin: and metrics:, and starts edged (stopped by PID)."""
 
@@ -32,9 +76,7 @@ class AdminEdge:
         self.ca = pki.CertificateAuthority(workdir, "admin-test-ca")
         self.cert, self.key = self.ca.issue("main", "edge.test", ["DNS:edge.test", "IP:127.0.0.1"], days=30)
         self.port = et.free_port()
-        self.admin_port = et.free_port()
-        self.metrics_port = et.free_port()
-        self.socket = os.path.join(workdir, "admin.sock")
+        super().__init__(et.free_port(), et.free_port(), os.path.join(workdir, "admin.sock"))
         self.store = os.path.join(workdir, "edge.db")
         self.jsonl = os.path.join(workdir, "handshakes.jsonl")
         self.token = "tok-" + secrets.token_hex(16) if token else None
@@ -73,42 +115,6 @@ admin:
     def __exit__(self, *exc):
         self.edged.__exit__(*exc)
 
-    # --- clients ---------------------------------------------------------
-
-    def http(self, method, path, body=None, headers=None, port=None, unix=False):
-        conn = UnixHTTPConnection(self.socket) if unix else http.client.HTTPConnection(
-            "127.0.0.1", port or self.admin_port, timeout=10)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            res = conn.getresponse()
-            return res.status, dict((k.lower(), v) for k, v in res.getheaders()), res.read()
-        finally:
-            conn.close()
-
-    def post_rpc(self, payload, token=None, unix=False):
-        """Posts raw payload (str/bytes or a JSON-able object); returns (status, headers, parsed body or None)."""
-        body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = "Bearer " + token
-        status, h, raw = self.http("POST", "/rpc", body, headers, unix=unix)
-        return status, h, (json.loads(raw) if raw else None)
-
-    def rpc(self, method, params=None, token=None, unix=False):
-        """One call; returns the result, raises RpcError on an error answer."""
-        status, _, body = self.post_rpc({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}},
-                                        token=token, unix=unix)
-        if status != 200:
-            raise RpcError(status, body)
-        if "error" in body:
-            raise RpcError(status, body)
-        return body["result"]
-
-    def metrics(self, openmetrics=True):
-        headers = {"Accept": "application/openmetrics-text; version=1.0.0"} if openmetrics else {}
-        status, h, raw = self.http("GET", "/metrics", headers=headers, port=self.metrics_port)
-        assert status == 200, status
-        return h["content-type"], raw.decode()
 
     def handshake(self, server_hostname="edge.test", verify_ca=True):
         """A successful TLS handshake and one HTTP request; returns the served leaf's serial."""

@@ -183,6 +183,14 @@ class AdminApi(unittest.TestCase):
                                        if r["client.port"] == failure_port], 10, "the not_tls record")
         self.assertEqual(records[0]["client.address"], "127.0.0.1")
 
+    def test_each_response_is_counted_once(self):
+        def counts():
+            c = self.edge.rpc("stats.connections")
+            return c["requests"].get("404", 0), c["errors"]["no_route"]
+        before = counts()
+        self.edge.handshake()  # one GET, no route configured: one 404 answered by the proxy itself
+        self.assertEqual(counts(), (before[0] + 1, before[1] + 1))
+
     def test_certs_list_equals_edgectl_offline(self):
         live = self.edge.rpc("certs.list")
         self.assertEqual([c["name"] for c in live], ["main"])
