@@ -37,9 +37,9 @@ std::string const& edge_version() {
 namespace {
 
 constexpr std::array<std::string_view, 3> state_changing = {"certs.renew", "certs.import", "config.reload"};
-constexpr std::array<std::string_view, 11> all_methods = {
-    "version",      "stats.connections", "stats.tls",        "stats.timeline", "certs.list",   "certs.get",
-    "certs.renew",  "certs.import",      "handshakes.query", "config.reload",  "system.describe"};
+constexpr std::array<std::string_view, 12> all_methods = {
+    "version",     "stats.connections", "stats.tls",    "stats.timeline",   "certs.list",    "certs.pending",
+    "certs.get",   "certs.renew",       "certs.import", "handshakes.query", "config.reload", "system.describe"};
 
 RpcError store_failure(store::StoreError const& e) { return {rpc_code::store_error, "Store error", json::value(e.message)}; }
 
@@ -195,6 +195,13 @@ RpcResult certs_list(MethodContext& c, Params& p) {
   return json::value(std::move(*list));
 }
 
+RpcResult certs_pending(MethodContext& c, Params& p) {
+  EDGE_CHECK_PARAMS(p);
+  auto list = pending_certificates(c.store);
+  if (!list) return store_failure(list.error());
+  return json::value(std::move(*list));
+}
+
 RpcResult certs_get(MethodContext& c, Params& p) {
   auto const name = p.string("name", true);
   EDGE_CHECK_PARAMS(p);
@@ -342,6 +349,7 @@ RpcResult call_method(std::string const& method, json::value const& params, Meth
       {"stats.tls", stats_tls},
       {"stats.timeline", stats_timeline},
       {"certs.list", certs_list},
+      {"certs.pending", certs_pending},
       {"certs.get", certs_get},
       {"certs.renew", certs_renew},
       {"certs.import", certs_import},

@@ -124,6 +124,27 @@ Result<json::array> certificate_list(Store& store) {
   return out;
 }
 
+Result<json::array> pending_certificates(Store& store) {
+  auto certificates = store.current_certificates();
+  if (!certificates) return certificates.error();
+  auto states = store.renewal_states();
+  if (!states) return states.error();
+  json::array out;
+  for (auto const& state : *states) {
+    bool const stored = std::any_of(certificates->begin(), certificates->end(),
+                                    [&](CertificateRecord const& c) { return c.name == state.name; });
+    if (stored) continue;
+    auto const time = [](std::int64_t t) -> json::value { return t > 0 ? json::value(rfc3339(t)) : json::value(nullptr); };
+    out.push_back(json::object{{"name", state.name},
+                               {"state", state.status},
+                               {"failures", state.failures},
+                               {"last_attempt", time(state.last_attempt_at)},
+                               {"next_attempt", time(state.next_attempt_at)},
+                               {"last_error", state.last_error}});
+  }
+  return out;
+}
+
 Result<std::optional<json::object>> certificate_detail(Store& store, std::string const& name) {
   auto current_row = store.current_certificate(name);
   if (!current_row) return current_row.error();

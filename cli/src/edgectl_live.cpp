@@ -104,6 +104,12 @@ class Source {
     return admin::certificate_list(store()).value();
   }
 
+  // Configured certificates without one yet (first issuance pending or failing).
+  json::array pending() {
+    if (live()) return call("certs.pending").as_array();
+    return admin::pending_certificates(store()).value();
+  }
+
   // Records (their JSON), newest first.
   json::array handshakes(store::HandshakeQuery const& q) {
     if (live()) {
@@ -276,17 +282,28 @@ std::optional<int> OperatorCommands::run(std::string const& store_path) {
       std::cerr << "edgectl: --crit (" << crit_days_ << ") must not be more than --warn (" << warn_days_ << ")\n";
       return unknown;
     }
-    json::array list;
+    json::array list, pending;
     try {
       list = source.certificates();
+      pending = source.pending();
     } catch (std::exception const& e) {
       std::cout << "EDGE CERTIFICATES UNKNOWN: " << e.what() << '\n';
       return unknown;
     }
     auto const now = admin::now_seconds();
-    int worst = list.empty() ? unknown : ok;
+    int worst = list.empty() && pending.empty() ? unknown : ok;
     std::vector<std::string> problems, details, perf;
     json::array verdicts;
+    for (auto const& v : pending) {
+      auto const& c = v.as_object();
+      auto const name = field(c, "name");
+      std::string why = "has no certificate yet (" + field(c, "state") + ", " + field(c, "failures") + " failed attempts)";
+      if (!field(c, "last_error").empty() && field(c, "last_error") != "-") why += ": " + field(c, "last_error");
+      worst = critical;
+      problems.push_back(name + " " + why);
+      details.push_back(std::string(status_name(critical)) + ": " + name + " " + why);
+      verdicts.push_back({{"name", name}, {"status", status_name(critical)}, {"days_left", nullptr}, {"why", why}});
+    }
     for (auto const& v : list) {
       auto const& c = v.as_object();
       auto const name = field(c, "name");
@@ -329,7 +346,11 @@ std::optional<int> OperatorCommands::run(std::string const& store_path) {
   // --- status ---------------------------------------------------------------------
   if (*status_) {
     auto const list = source.certificates();
-    json::object out{{"source", source.live() ? "live" : "store"}, {"where", source.where()}, {"certificates", list}};
+    auto const pending = source.pending();
+    json::object out{{"source", source.live() ? "live" : "store"},
+                     {"where", source.where()},
+                     {"certificates", list},
+                     {"pending", pending}};
     if (source.live()) {
       out["edged"] = source.call("version");
       out["connections"] = source.call("stats.connections");
@@ -381,7 +402,13 @@ std::optional<int> OperatorCommands::run(std::string const& store_path) {
       rows.push_back({field(o, "name"), days_text, field(o, "not_after"), field(o, "state"), next_event(o),
                       or_dash(o.contains("last_error") ? field(o, "last_error") : "")});
     }
-    if (list.empty()) std::cout << "no certificates stored yet\n";
+    for (auto const& p : pending) {
+      auto const& o = p.as_object();
+      rows.push_back({field(o, "name"), paint("none", "31;1"), "-", field(o, "state"),
+                      field(o, "next_attempt") != "-" ? "retry " + field(o, "next_attempt") : "-",
+                      or_dash(field(o, "last_error"))});
+    }
+    if (rows.size() == 1) std::cout << "no certificates stored yet\n";
     else print_table(rows);
     return 0;
   }

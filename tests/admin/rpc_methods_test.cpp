@@ -146,6 +146,21 @@ TEST_F(RpcMethods, RenewOnlyForConfiguredAcmeCertificates) {
   EXPECT_EQ(store_->take_renewal_requests().value(), std::vector<std::string>{"main"});
 }
 
+TEST_F(RpcMethods, PendingCertificatesHaveAStateButNoCertificate) {
+  store::RenewalState state;
+  state.name = "first";
+  state.status = "retrying";
+  state.failures = 2;
+  state.last_error = "connection refused";
+  store_->put_renewal_state(state).value();
+  auto const pending = call("certs.pending");
+  ASSERT_TRUE(pending);
+  ASSERT_EQ(pending->as_array().size(), 1u);
+  EXPECT_EQ(pending->as_array()[0].at("name").as_string(), "first");
+  EXPECT_EQ(pending->as_array()[0].at("last_error").as_string(), "connection refused");
+  EXPECT_TRUE(call("certs.list")->as_array().empty());
+}
+
 TEST_F(RpcMethods, ReloadWithoutAFileIsNotSupported) {
   EXPECT_EQ(error_code(call("config.reload")), rpc_code::not_supported);
   services_.reload = [](store::Store&) { return ReloadOutcome{false, "edge.yaml:1:1: x: bad", {}, {}}; };

@@ -115,6 +115,20 @@ class Edgectl(unittest.TestCase):
             with sqlite3.connect(self.edge.store, timeout=10) as db:
                 db.execute("DELETE FROM renewal_state WHERE name = 'main'")
 
+        # A configured certificate never issued (first issuance failing) is CRITICAL.
+        with sqlite3.connect(self.edge.store, timeout=10) as db:
+            db.execute("INSERT INTO renewal_state (name, status, failures, last_error, updated_at) "
+                       "VALUES ('second', 'retrying', 1, 'rateLimited', strftime('%s','now'))")
+        try:
+            self.assertEqual(self.check_code(), 2)
+            out = self.ctl(*self.live_args, "check", check=False).stdout.decode()
+            self.assertIn("CRITICAL: second has no certificate yet (retrying, 1 failed attempts): rateLimited", out)
+            status = json.loads(self.ctl(*self.offline_args, "status", "--json").stdout)
+            self.assertEqual([p["name"] for p in status["pending"]], ["second"])
+        finally:
+            with sqlite3.connect(self.edge.store, timeout=10) as db:
+                db.execute("DELETE FROM renewal_state WHERE name = 'second'")
+
         self.import_certificate(10)
         self.assertEqual(self.check_code(), 1)
         self.import_certificate(2)

@@ -52,10 +52,20 @@ function daysBar(cert) {
     cert.days_left + (cert.days_left === 1 ? " day" : " days"));
 }
 
-function renderCertificates(certs) {
+function renderCertificates(certs, pending) {
   const body = document.querySelector("#certificates tbody");
   body.replaceChildren();
-  if (certs.length === 0) body.append(el("tr", {}, el("td", { colspan: 7, class: "empty" }, "no certificates stored yet")));
+  if (certs.length + pending.length === 0) {
+    body.append(el("tr", {}, el("td", { colspan: 7, class: "empty" }, "no certificates stored yet")));
+  }
+  // Configured but never issued: what an operator most needs to see.
+  for (const p of pending) {
+    body.append(el("tr", { "data-cert": p.name, class: "pending" },
+      el("td", {}, p.name), el("td", {}, "-"), el("td", {}, "-"),
+      el("td", { class: "error" }, "no certificate yet"),
+      el("td", {}, p.next_attempt ? "retry " + p.next_attempt : "-"),
+      el("td", {}, p.state), el("td", { class: "error" }, p.last_error || "")));
+  }
   for (const c of certs) {
     const next = c.state === "retrying" && c.next_attempt ? "retry " + c.next_attempt : (c.next_renewal || "-");
     body.append(el("tr", { "data-cert": c.name },
@@ -141,14 +151,14 @@ function renderFailures(records) {
 async function refresh() {
   const error = document.getElementById("error");
   try {
-    const [version, connections, certs, timeline, failed, timedOut] = await rpcBatch([
-      ["version"], ["stats.connections"], ["certs.list"], ["stats.timeline", { minutes: 60 }],
+    const [version, connections, certs, pending, timeline, failed, timedOut] = await rpcBatch([
+      ["version"], ["stats.connections"], ["certs.list"], ["certs.pending"], ["stats.timeline", { minutes: 60 }],
       ["handshakes.query", { outcome: "failed", limit: 20 }], ["handshakes.query", { outcome: "timeout", limit: 20 }],
     ]);
     document.getElementById("summary").textContent =
       `${version.version} · ${version.mode} mode · up ${Math.floor(version.uptime_seconds / 60)} min · ` +
       `${connections.active} connections open, ${connections.total} total`;
-    renderCertificates(certs);
+    renderCertificates(certs, pending);
     renderCharts(certs, timeline);
     const failures = failed.concat(timedOut).sort((a, b) => (a["@timestamp"] < b["@timestamp"] ? 1 : -1)).slice(0, 20);
     renderFailures(failures);

@@ -23,6 +23,11 @@ std::int64_t days_left(std::int64_t not_after);
 // and renewal state (certs.list, edgectl certs --json).
 store::Result<boost::json::array> certificate_list(store::Store& store);
 
+// Configured certificates the store has no certificate for yet (a renewal
+// state but no current certificate: the first issuance is pending or
+// failing): [{name, state, failures, last_attempt, next_attempt, last_error}].
+store::Result<boost::json::array> pending_certificates(store::Store& store);
+
 // Everything about one certificate: chain, renewal state, history, orders
 // (certs.get, edgectl cert show --json). nullopt when the store knows neither
 // a certificate nor a renewal state of that name.
