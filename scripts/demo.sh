@@ -5,5 +5,5 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/setup.sh"
-"$root/scripts/build.sh"
+BUILD_TARGETS="edged edgectl" "$root/scripts/build.sh"
 exec python3 "$root/scripts/demo.py" --build "$root/build" "$@"
