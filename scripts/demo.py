@@ -5,6 +5,7 @@ through the proxy to a local upstream, then edgectl's view of the store.
 Everything runs on loopback and is stopped (by PID) at the end."""
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -79,6 +80,9 @@ handshake_log:
                 step(f"curl {url} (verified against Pebble's root)")
                 subprocess.run(["curl", "-sS", "--max-time", "10", "--cacert", root_pem, *extra, url], check=True)
                 print()
+            # Records reach the store in batches (every 100 ms): wait for the three curl handshakes.
+            et.wait_for(lambda: json.loads(et.edgectl(edgectl, store, "certs", "--json").stdout)[0]
+                        ["handshakes"]["ok"] >= 3, 10, "the handshake records")
             step("edgectl certs")
             subprocess.run([edgectl, "--store", store, "certs"], check=True)
             step("edgectl handshakes --limit 8")
