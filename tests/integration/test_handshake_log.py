@@ -28,7 +28,7 @@ ARGS = None
 class LogFixture:
     """An edged in manual mode with one certificate and the given handshake_log settings."""
 
-    def __init__(self, directory, log_settings, certificate):
+    def __init__(self, directory, log_settings, certificate, tls_settings=""):
         self.dir = directory
         self.port = et.free_port()
         self.jsonl = os.path.join(directory, "handshakes.jsonl")
@@ -45,6 +45,7 @@ proxy:
     certificates:
       - {{name: main, certificate: {cert}, private_key: {key}}}
     handshake_timeout_secs: 1
+{tls_settings}
 handshake_log:
   file: ./handshakes.jsonl
 {log_settings}
@@ -184,6 +185,30 @@ class HandshakeLog(unittest.TestCase):
             edge.good()
             et.wait_for(lambda: len(edge.records()) == 1, 10, "a record in the new file")
             self.assertEqual(len(et.read_jsonl(edge.jsonl + ".moved")), 1)
+
+    def test_session_tickets_resume_across_workers_and_are_recorded(self):
+        directory = os.path.join(self.root, "tickets")
+        os.makedirs(directory)
+        with LogFixture(directory, "", self.certificate, "    session_tickets: true") as edge:
+            ctx = et.tls_client_context(verify=False)
+            ports, resumed = [], []
+            session = None
+            for _ in range(12):  # two workers: SO_REUSEPORT spreads these over both
+                raw = socket.create_connection(("127.0.0.1", edge.port), timeout=10)
+                ports.append(raw.getsockname()[1])
+                tls = ctx.wrap_socket(raw, server_hostname="edge.test", session=session)
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: edge.test\r\nConnection: close\r\n\r\n")
+                while tls.recv(65536):  # reading also takes in the TLS 1.3 ticket
+                    pass
+                resumed.append(tls.session_reused)
+                session = tls.session
+                tls.close()
+            self.assertEqual(resumed, [False] + [True] * 11)
+            records = {r["client.port"]: r for r in
+                       et.wait_for(lambda: len(edge.records()) >= 12 and edge.records(), 10, "twelve records")}
+            self.assertEqual([records[p]["tls.resumed"] for p in ports], resumed)
+            self.assertEqual(len({records[p]["edge.connection.id"].split("-")[1] for p in ports}), 2,
+                             "both workers resumed sessions: the ticket keys are shared")
 
     def test_retention_keeps_the_newest_rows_and_the_counters(self):
         directory = os.path.join(self.root, "retention")
