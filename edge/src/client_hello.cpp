@@ -1,37 +1,11 @@
 #include "client_hello.hpp"
 
+#include "byte_reader.hpp"
+
 #include <cstdio>
 
 namespace edge::proxy {
 namespace {
-
-// A cursor that refuses to read past the end instead of trusting lengths.
-class Reader {
- public:
-  explicit Reader(std::span<std::uint8_t const> bytes) : bytes_(bytes) {}
-  bool u8(std::size_t& out) {
-    if (bytes_.size() < 1) return false;
-    out = bytes_[0];
-    bytes_ = bytes_.subspan(1);
-    return true;
-  }
-  bool u16(std::size_t& out) {
-    if (bytes_.size() < 2) return false;
-    out = (std::size_t{bytes_[0]} << 8) | bytes_[1];
-    bytes_ = bytes_.subspan(2);
-    return true;
-  }
-  bool take(std::size_t n, std::span<std::uint8_t const>& out) {
-    if (bytes_.size() < n) return false;
-    out = bytes_.first(n);
-    bytes_ = bytes_.subspan(n);
-    return true;
-  }
-  bool empty() const { return bytes_.empty(); }
-
- private:
-  std::span<std::uint8_t const> bytes_;
-};
 
 std::string text(std::span<std::uint8_t const> bytes) {
   return std::string(reinterpret_cast<char const*>(bytes.data()), bytes.size());
@@ -40,11 +14,11 @@ std::string text(std::span<std::uint8_t const> bytes) {
 }  // namespace
 
 std::optional<std::string> parse_server_name_extension(std::span<std::uint8_t const> body) {
-  Reader outer(body);
+  ByteReader outer(body);
   std::size_t list_len = 0;
   std::span<std::uint8_t const> list;
   if (!outer.u16(list_len) || !outer.take(list_len, list) || !outer.empty()) return std::nullopt;
-  Reader entries(list);
+  ByteReader entries(list);
   std::string host;
   while (!entries.empty()) {
     std::size_t type = 0, len = 0;
@@ -62,11 +36,11 @@ std::optional<std::string> parse_server_name_extension(std::span<std::uint8_t co
 }
 
 std::optional<std::vector<std::string>> parse_alpn_extension(std::span<std::uint8_t const> body) {
-  Reader outer(body);
+  ByteReader outer(body);
   std::size_t list_len = 0;
   std::span<std::uint8_t const> list;
   if (!outer.u16(list_len) || !outer.take(list_len, list) || !outer.empty() || list.empty()) return std::nullopt;
-  Reader entries(list);
+  ByteReader entries(list);
   std::vector<std::string> protocols;
   while (!entries.empty()) {
     std::size_t len = 0;

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "byte_reader.hpp"
 #include "client_hello.hpp"
 
 namespace edge::proxy {
@@ -11,36 +12,6 @@ constexpr std::uint8_t kHandshakeRecord = 0x16;
 constexpr std::uint8_t kClientHello = 0x01;
 constexpr std::size_t kRecordHeader = 5;
 constexpr std::size_t kMaxRecordPayload = 16384 + 256;  // RFC 8446 section 5.1, with slack for old clients
-
-// Bounds-checked cursor over the ClientHello body.
-class Cursor {
- public:
-  explicit Cursor(std::span<std::uint8_t const> b) : bytes_(b) {}
-  bool u8(std::size_t& v) { return take_int(1, v); }
-  bool u16(std::size_t& v) { return take_int(2, v); }
-  bool skip(std::size_t n) {
-    if (bytes_.size() < n) return false;
-    bytes_ = bytes_.subspan(n);
-    return true;
-  }
-  bool take(std::size_t n, std::span<std::uint8_t const>& out) {
-    if (bytes_.size() < n) return false;
-    out = bytes_.first(n);
-    bytes_ = bytes_.subspan(n);
-    return true;
-  }
-  bool empty() const { return bytes_.empty(); }
-
- private:
-  bool take_int(std::size_t n, std::size_t& v) {
-    if (bytes_.size() < n) return false;
-    v = 0;
-    for (std::size_t i = 0; i < n; ++i) v = (v << 8) | bytes_[i];
-    bytes_ = bytes_.subspan(n);
-    return true;
-  }
-  std::span<std::uint8_t const> bytes_;
-};
 
 PrereadResult fail(PrereadStatus status, std::string why) {
   PrereadResult r;
@@ -52,7 +23,7 @@ PrereadResult fail(PrereadStatus status, std::string why) {
 PrereadResult parse_body(std::span<std::uint8_t const> body) {
   PrereadResult result;
   auto& info = result.info;
-  Cursor c(body);
+  ByteReader c(body);
   std::size_t version = 0, session_len = 0, suites_len = 0, compression_len = 0;
   if (!c.u16(version)) return fail(PrereadStatus::malformed, "truncated version");
   info.legacy_version = static_cast<std::uint16_t>(version);
@@ -75,7 +46,7 @@ PrereadResult parse_body(std::span<std::uint8_t const> body) {
   if (!c.u16(extensions_len) || !c.take(extensions_len, extensions) || !c.empty()) {
     return fail(PrereadStatus::malformed, "bad extensions length");
   }
-  Cursor e(extensions);
+  ByteReader e(extensions);
   std::set<std::size_t> seen;
   while (!e.empty()) {
     std::size_t type = 0, len = 0;

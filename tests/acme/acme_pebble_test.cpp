@@ -158,7 +158,7 @@ class AcmePebbleTest : public ::testing::Test {
     config_.directory_url = env("EDGE_TEST_ACME_DIRECTORY");
     config_.ca_bundle = env("EDGE_TEST_ACME_CA");
     if (config_.directory_url.empty() || config_.ca_bundle.empty())
-      GTEST_SKIP() << "EDGE_TEST_ACME_DIRECTORY / EDGE_TEST_ACME_CA not set: run via "
+      FAIL() << "EDGE_TEST_ACME_DIRECTORY / EDGE_TEST_ACME_CA not set: run via "
                       "tests/acme/run_pebble_tests.py";
     config_.contact = {"mailto:ops@edge.test"};
     config_.poll_interval = 100ms;
