@@ -183,10 +183,19 @@ class AcmePebbleTest : public ::testing::Test {
     return o;
   }
 
+  // Every challenge published was withdrawn, under the right SNI names. A
+  // later order may find an authorization Pebble still holds as valid (seen
+  // for IP identifiers even with PEBBLE_AUTHZREUSE=0): then it publishes
+  // nothing for that name, so a name may appear fewer times than ordered.
   void expect_challenges_for(std::multiset<std::string> const& names) {
-    EXPECT_EQ(responder_.published(), names);
-    EXPECT_EQ(responder_.withdrawn(), names);
+    auto const published = responder_.published();
+    EXPECT_EQ(responder_.withdrawn(), published);
     EXPECT_EQ(responder_.active(), 0u);
+    EXPECT_EQ(std::set<std::string>(published.begin(), published.end()),
+              std::set<std::string>(names.begin(), names.end()));
+    for (auto const& name : std::set<std::string>(names.begin(), names.end())) {
+      EXPECT_LE(published.count(name), names.count(name)) << name;
+    }
   }
 
   AcmeConfig config_;
