@@ -276,9 +276,9 @@ struct AdminServer::Impl {
       auto [read_error, read] = co_await http::async_read(stream, buffer, parser, use_tuple);
       if (read_error) {
         if (read_error == http::error::body_limit) {
-          Request stub;
-          stub.version(11);
-          auto res = plain(http::status::payload_too_large, stub, "text/plain", "request body too large\n");
+          Request oversized;  // the request whose body passed the limit: only its version is known
+          oversized.version(11);
+          auto res = plain(http::status::payload_too_large, oversized, "text/plain", "request body too large\n");
           res.keep_alive(false);
           co_await http::async_write(stream, res, use_tuple);
         }
