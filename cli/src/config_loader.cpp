@@ -378,7 +378,10 @@ void read_proxy(Reader const& r, YAML::Node const& proxy, EdgeConfig& config) {
   if (auto w = proxy["workers"]) config.proxy.workers = static_cast<unsigned>(r.integer(w, "proxy.workers", 0, 256));
   if (auto tls = proxy["tls"]) read_tls(r, tls, config);
   if (auto http = proxy["http"]) {
-    r.only_keys(http, "proxy.http", {"upstream_timeout_secs", "routes", "server_header"});
+    r.only_keys(http, "proxy.http", {"upstream_timeout_secs", "client_timeout_secs", "routes", "server_header"});
+    if (auto t = http["client_timeout_secs"]) {
+      config.proxy.client_timeout = std::chrono::seconds(r.integer(t, "proxy.http.client_timeout_secs", 1, 86400));
+    }
     if (auto v = http["server_header"]) config.proxy.server_header = r.boolean(v, "proxy.http.server_header");
     if (auto t = http["upstream_timeout_secs"]) {
       config.proxy.upstream_timeout = std::chrono::seconds(r.integer(t, "proxy.http.upstream_timeout_secs", 1, 86400));
