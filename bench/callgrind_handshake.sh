@@ -64,12 +64,12 @@ trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 600); do grep -q "edged: ready" "$OUT/edged.stderr" && break; kill -0 $pid || break; sleep 0.2; done
 grep -q "edged: ready" "$OUT/edged.stderr" || { cat "$OUT/edged.stderr" >&2; exit 1; }
 "$OUT/hsload" -m close -a 127.0.0.1 -p "$port" -s edge.test -c 2 -t 1 -n 20 -d 120 -w 0 > "$OUT/warm.txt" 2>&1
-callgrind_control -z $pid > /dev/null
+callgrind_control -z $pid > /dev/null 2>&1
 "$OUT/hsload" -m close -a 127.0.0.1 -p "$port" -s edge.test -c 2 -t 1 -n "$N" -d 600 -w 0 > "$OUT/hs.txt" 2>&1
 done_hs=$(sed -n 's/.* hs=\([0-9]*\).*/\1/p' "$OUT/hs.txt" | tail -1)
 errors=$(sed -n 's/.* errors=\([0-9]*\).*/\1/p' "$OUT/hs.txt" | tail -1)
 resumed=$(sed -n 's/.* resumed=\([0-9]*\).*/\1/p' "$OUT/hs.txt" | tail -1)
-callgrind_control -d $pid > /dev/null
+callgrind_control -d $pid > /dev/null 2>&1
 sleep 1
 dump=$(ls -1t "$OUT"/edged.$pid.out.* 2>/dev/null | head -1)
 [ -n "$dump" ] || { echo "callgrind: no dump" >&2; exit 1; }
