@@ -42,7 +42,7 @@ export IDLE_CONNS="${IDLE_CONNS:-10000}"
 export RESULTS_DIR="$here/results"
 case "${1:-run}" in
   run) ;;
-  *) exec bash "$harness/peers.sh" "$@" ;;
+  *) bash "$harness/peers.sh" "$@"; exit 0 ;;  # not exec: the trap removes the harness copy
 esac
 
 mkdir -p "$RESULTS_DIR"
