@@ -8,6 +8,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libcurl4-openssl-dev libsqlite3-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libcli11-dev
+  libbenchmark-dev  # bench/certificate_registry_bench (built only when present)
   pebble openssl curl sqlite3 procps
   uacme util-linux  # bench/acme_bench.py: uacme + ualpn, unshare
   prometheus chromium  # tests/integration: promtool, a Prometheus server, the status page's browser

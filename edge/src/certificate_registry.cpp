@@ -103,35 +103,82 @@ SslCtxPtr make_certificate_context(TlsPolicy const& policy, std::string_view cha
   return ctx;
 }
 
+ServedCertificate::ServedCertificate(store::CertificateRecord const& record, std::shared_ptr<TlsPolicy const> policy)
+    : name(record.name),
+      serial(record.serial),
+      sha256(record.fingerprint_sha256),
+      not_after(record.not_after),
+      generation(record.generation),
+      identifiers(record.identifiers),
+      chain_pem_(record.chain_pem),
+      key_pem_(record.private_key_pem),
+      policy_(std::move(policy)) {}
+
+ServedCertificate::~ServedCertificate() { SSL_CTX_free(ctx_.load(std::memory_order_acquire)); }
+
+SSL_CTX* ServedCertificate::context(std::string* why) const {
+  if (SSL_CTX* built = ctx_.load(std::memory_order_acquire)) return built;
+  if (failed_.load(std::memory_order_relaxed) && !why) return nullptr;
+  std::string reason;
+  auto ctx = make_certificate_context(*policy_, chain_pem_, key_pem_, AlpnPolicy::http, reason);
+  if (!ctx) {
+    failed_.store(true, std::memory_order_relaxed);
+    if (why) *why = std::move(reason);
+    return nullptr;
+  }
+  SSL_CTX* expected = nullptr;
+  if (ctx_.compare_exchange_strong(expected, ctx.get(), std::memory_order_acq_rel)) return ctx.release();
+  return expected;  // another thread was first; ours is freed
+}
+
+namespace {
+
+// Lower-cases into `out` (no allocation); false when the name is too long to
+// be a DNS name, so it cannot be in any index.
+bool lower_into(std::string_view text, char (&out)[256], std::string_view& lowered) {
+  if (text.size() > sizeof out) return false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    auto const c = static_cast<unsigned char>(text[i]);
+    out[i] = static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+  }
+  lowered = std::string_view(out, text.size());
+  return true;
+}
+
+}  // namespace
+
 CertificateSet::CertificateSet(std::vector<std::shared_ptr<ServedCertificate const>> certificates)
     : certificates_(std::move(certificates)) {
   std::sort(certificates_.begin(), certificates_.end(),
             [](auto const& a, auto const& b) { return a->name < b->name; });
+  exact_.reserve(certificates_.size());
   for (auto const& cert : certificates_) {
     for (auto const& id : cert->identifiers) {
-      auto const lower = to_lower_ascii(id);
+      auto lower = to_lower_ascii(id);
       if (is_ip_literal(lower)) {
-        by_ip_.emplace(lower, cert.get());
+        by_ip_.emplace(std::move(lower), cert.get());
       } else if (lower.starts_with("*.")) {
         wildcard_.emplace(lower.substr(2), cert.get());
       } else {
-        exact_.emplace(lower, cert.get());
+        exact_.emplace(std::move(lower), cert.get());
       }
     }
   }
 }
 
 ServedCertificate const* CertificateSet::find_by_name(std::string_view server_name) const {
-  auto const name = to_lower_ascii(server_name);
+  char buffer[256];
+  std::string_view name;
+  if (!lower_into(server_name, buffer, name)) return nullptr;
   if (auto it = exact_.find(name); it != exact_.end()) return it->second;
-  if (auto dot = name.find('.'); dot != std::string::npos) {
+  if (auto dot = name.find('.'); dot != std::string_view::npos) {
     if (auto it = wildcard_.find(name.substr(dot + 1)); it != wildcard_.end()) return it->second;
   }
   if (auto it = by_ip_.find(name); it != by_ip_.end()) return it->second;
   return nullptr;
 }
 
-ServedCertificate const* CertificateSet::find_by_ip(std::string const& address) const {
+ServedCertificate const* CertificateSet::find_by_ip(std::string_view address) const {
   auto it = by_ip_.find(address);
   return it == by_ip_.end() ? nullptr : it->second;
 }
@@ -140,54 +187,76 @@ ServedCertificate const* CertificateSet::fallback() const {
   return certificates_.empty() ? nullptr : certificates_.front().get();
 }
 
-namespace {
-
-std::shared_ptr<ServedCertificate const> load(TlsPolicy const& policy, store::CertificateRecord const& record,
-                                              std::vector<std::string>& errors) {
-  std::string why;
-  auto ctx = make_certificate_context(policy, record.chain_pem, record.private_key_pem, AlpnPolicy::http, why);
-  if (!ctx) {
-    errors.push_back(record.name + ": " + why);
-    return nullptr;
-  }
-  auto served = std::make_shared<ServedCertificate>();
-  served->name = record.name;
-  served->serial = record.serial;
-  served->sha256 = record.fingerprint_sha256;
-  served->not_after = record.not_after;
-  served->generation = record.generation;
-  served->identifiers = record.identifiers;
-  served->ctx = std::move(ctx);
-  return served;
-}
-
-}  // namespace
-
 CertificateRegistry::CertificateRegistry(TlsPolicy policy)
-    : policy_(policy), current_(std::make_shared<CertificateSet const>(
-                           std::vector<std::shared_ptr<ServedCertificate const>>{})) {}
+    : policy_(policy),
+      shared_policy_(std::make_shared<TlsPolicy const>(policy)),
+      current_(std::make_shared<CertificateSet const>(std::vector<std::shared_ptr<ServedCertificate const>>{})) {}
 
 CertificateRegistry::~CertificateRegistry() = default;
 
-std::vector<std::string> CertificateRegistry::replace_all(std::vector<store::CertificateRecord> const& records) {
+std::vector<std::string> CertificateRegistry::replace_all(std::vector<store::CertificateRecord> const& records,
+                                                          Check check) {
   std::vector<std::string> errors;
   std::vector<std::shared_ptr<ServedCertificate const>> served;
+  served.reserve(records.size());
   for (auto const& record : records) {
-    if (auto cert = load(policy_, record, errors)) served.push_back(std::move(cert));
+    auto cert = std::make_shared<ServedCertificate const>(record, shared_policy_);
+    if (check == Check::now) {
+      std::string why;
+      if (!cert->context(&why)) {
+        errors.push_back(record.name + ": " + why);
+        continue;
+      }
+    }
+    served.push_back(std::move(cert));
   }
   current_.store(std::make_shared<CertificateSet const>(std::move(served)));
   return errors;
 }
 
+std::vector<std::string> CertificateRegistry::check_contexts(std::stop_token stop) {
+  std::vector<std::string> errors;
+  std::vector<std::string> broken;  // names
+  for (auto const& cert : current_.load()->all()) {
+    if (stop.stop_requested()) break;
+    if (cert->context_built()) continue;
+    std::string why;
+    // A throw-away context: the served one is built when a handshake needs it.
+    if (!make_certificate_context(*shared_policy_, cert->chain_pem(), cert->key_pem(), AlpnPolicy::http, why)) {
+      errors.push_back(cert->name + ": " + why);
+      broken.push_back(cert->name);
+    }
+  }
+  if (broken.empty()) return errors;
+  auto old_set = current_.load();
+  for (;;) {
+    std::vector<std::shared_ptr<ServedCertificate const>> served;
+    for (auto const& existing : old_set->all()) {
+      if (std::find(broken.begin(), broken.end(), existing->name) == broken.end() || existing->context_built())
+        served.push_back(existing);
+    }
+    auto next = std::make_shared<CertificateSet const>(std::move(served));
+    if (current_.compare_exchange_weak(old_set, next)) break;
+  }
+  return errors;
+}
+
 std::vector<std::string> CertificateRegistry::put(store::CertificateRecord const& record) {
   std::vector<std::string> errors;
-  auto cert = load(policy_, record, errors);
-  if (!cert) return errors;
+  auto cert = std::make_shared<ServedCertificate const>(record, shared_policy_);
+  // Built now: an import or renewal wants its error at once, and a swapped-in
+  // certificate is about to be used.
+  std::string why;
+  if (!cert->context(&why)) {
+    errors.push_back(record.name + ": " + why);
+    return errors;
+  }
   // Writers are rare (renewals, imports); a compare-exchange loop keeps two
   // concurrent writers from losing each other's certificate.
   auto old_set = current_.load();
   for (;;) {
     std::vector<std::shared_ptr<ServedCertificate const>> served;
+    served.reserve(old_set->all().size() + 1);
     for (auto const& existing : old_set->all()) {
       if (existing->name != record.name) served.push_back(existing);
     }

@@ -219,8 +219,12 @@ int TicketKeyRing::handle(unsigned char key_name[16], unsigned char* iv, EVP_CIP
     std::memcpy(key_name, keys->current.name.data(), 16);
     return init(keys->current, 1) ? 1 : -1;
   }
-  if (std::memcmp(key_name, keys->current.name.data(), 16) == 0) return init(keys->current, 0) ? 1 : -1;
-  // A ticket of the previous key: accept, and ask OpenSSL to issue a fresh one.
+  // 2 = accepted, and OpenSSL issues a fresh ticket. In TLS 1.3 that matters
+  // for every resumption, not only for the previous key: OpenSSL sends no
+  // NewSessionTicket after a resumed handshake unless asked to, and clients
+  // (browsers, wrk) treat tickets as single-use (RFC 8446 C.4), so without a
+  // fresh one every other reconnection was a full handshake.
+  if (std::memcmp(key_name, keys->current.name.data(), 16) == 0) return init(keys->current, 0) ? 2 : -1;
   if (std::memcmp(key_name, keys->previous.name.data(), 16) == 0) return init(keys->previous, 0) ? 2 : -1;
   return 0;  // unknown key: full handshake
 }

@@ -166,7 +166,9 @@ int on_client_hello(SSL* ssl, int* alert, void*) {
     }
   }
   state.selected = cert;
-  SSL_set_SSL_CTX(ssl, cert->ctx.get());
+  SSL_CTX* const context = cert->context();  // built here the first time this certificate is selected
+  if (!context) return refuse(state, alert, "certificate_unusable", SSL_AD_INTERNAL_ERROR);
+  SSL_set_SSL_CTX(ssl, context);
   if (!state.server_name.empty()) {
     if (auto const* client_auth = state.sni_policies->client_auth(state.server_name)) {
       client_auth->apply(ssl, on_client_verify);

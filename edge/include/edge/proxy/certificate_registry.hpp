@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <memory>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -20,10 +21,26 @@ class CertificateRegistry {
   explicit CertificateRegistry(TlsPolicy policy);
   ~CertificateRegistry();
 
+  // When a certificate's PEM is parsed into an OpenSSL context.
+  enum class Check {
+    now,           // every context built here; a record that does not load is left out and reported
+    on_first_use,  // nothing parsed here (start-up with many certificates); see check_contexts()
+  };
+
   // Replaces the whole set. A record whose PEM does not load is skipped and
-  // reported in the returned list of errors; the others are served.
-  // Thread: any (not the I/O threads: building contexts parses keys).
-  std::vector<std::string> replace_all(std::vector<store::CertificateRecord> const& records);
+  // reported in the returned list of errors (Check::now); with
+  // Check::on_first_use the set is published at once, the list is empty, and
+  // each context is built by the first handshake that selects it.
+  // Thread: any (not the I/O threads with Check::now: building contexts parses keys).
+  std::vector<std::string> replace_all(std::vector<store::CertificateRecord> const& records, Check check = Check::now);
+
+  // Parses every certificate of the current set whose context is not built
+  // yet (and frees the context again: memory is spent on first use only), and
+  // takes the ones that do not load out of the set. Returns one error per
+  // certificate taken out. Thread: any but the I/O threads; slow (about 1 ms
+  // per certificate), meant for a background thread after start-up; returns
+  // early when `stop` is requested.
+  std::vector<std::string> check_contexts(std::stop_token stop = {});
 
   // Adds or replaces the certificate of record.name; others stay as they are.
   std::vector<std::string> put(store::CertificateRecord const& record);
@@ -33,6 +50,7 @@ class CertificateRegistry {
 
  private:
   TlsPolicy policy_;
+  std::shared_ptr<TlsPolicy const> shared_policy_;  // what lazily built contexts apply
   std::atomic<std::shared_ptr<CertificateSet const>> current_;
 };
 
