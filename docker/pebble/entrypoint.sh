@@ -2,7 +2,7 @@
 # Starts pebble-challtestsrv (DNS: every name -> $EDGED_ADDRESS, the edged
 # container) and Pebble, which validates TLS-ALPN-01 on edged's port 8443.
 set -euo pipefail
-: "${EDGED_ADDRESS:?set EDGED_ADDRESS to the edged container's IPv4 address}"
+: "${EDGED_ADDRESS:?set EDGED_ADDRESS to the IPv4 address of the edged container}"
 dir=/pebble-ca
 mkdir -p "$dir"
 if [ ! -s "$dir/ca.pem" ]; then
