@@ -17,6 +17,20 @@ started=$(date +%s.%N)
 say() { printf 'test-image: %s\n' "$*" >&2; }
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 
+# Whatever this script started in the background (podman build, the checks) is
+# stopped on exit or interruption; the checks then remove their own container
+# and stop their Pebble by PID.
+child=""
+cleanup() {
+  if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+    kill -TERM "$child" 2>/dev/null || true
+    wait "$child" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+run() { "$@" & child=$!; wait "$child"; local code=$?; child=""; return $code; }
+
 if [ "$(id -u)" -ne 0 ]; then
   say "run as root (rootful podman; see ../shared/CONTAINER-LAB.md)"
   exit 2
@@ -87,12 +101,12 @@ fi
 # 4. The image itself (host network for apt-get: no bridge firewall chains needed).
 t=$(date +%s.%N)
 say "podman build -f docker/Dockerfile -t $image"
-podman build --pull=never --format docker --network host -f "$root/docker/Dockerfile" -t "$image" "$root" >"$work/build.log" 2>&1 ||
+run podman build --pull=never --format docker --network host -f "$root/docker/Dockerfile" -t "$image" "$root" >"$work/build.log" 2>&1 ||
   { tail -40 "$work/build.log" >&2; exit 1; }
 build_seconds=$(elapsed "$t")
 size=$(podman image inspect --format '{{.Size}}' "$image")
 say "image built in ${build_seconds} s; size $size bytes ($(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1e6 }') MB)"
 
 # 5. Run it against a Pebble on the host's loopback and check it.
-python3 "$root/docker/test_image.py" --image "$image"
+run python3 "$root/docker/test_image.py" --image "$image"
 say "passed in $(elapsed "$started") s (build ${build_seconds} s, image $(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1e6 }') MB)"
