@@ -12,6 +12,7 @@ packages=(
   pebble openssl curl sqlite3 procps
   uacme util-linux  # bench/acme_bench.py: uacme + ualpn, unshare
   prometheus chromium  # tests/integration: promtool, a Prometheus server, the status page's browser
+  systemd  # test_systemd_unit.py: systemd-analyze verify/security, systemd-sysusers, systemd-tmpfiles
 )
 
 missing=()

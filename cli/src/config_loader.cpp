@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "environment_overrides.hpp"
 #include "yaml_reader.hpp"
 
 namespace edge::cli {
@@ -449,14 +450,19 @@ EdgeConfig default_config() {
   return config;
 }
 
-boost::system::result<EdgeConfig, ConfigError> parse_config(std::string const& text, std::string const& name,
-                                                            std::filesystem::path const& base_directory) {
-  Reader const r(name, base_directory);
+namespace {
+
+// The file's text (empty for the built-in defaults) with the environment's
+// overrides applied, read into `config`.
+boost::system::result<EdgeConfig, ConfigError> read_document(std::string const& text, std::string const& name,
+                                                             std::filesystem::path const& base_directory,
+                                                             Environment const* environment, EdgeConfig config) {
+  bool const from_file = config.source != default_config().source;
   try {
-    YAML::Node const root = YAML::Load(text);
-    EdgeConfig config = default_config();
-    config.source = name;
-    config.handshake_log.file.clear();
+    YAML::Node root = YAML::Load(text);
+    std::map<std::string, std::string> from_environment;
+    if (environment) from_environment = apply_environment(root, *environment);
+    Reader const r(name, base_directory, std::move(from_environment));
     if (!root || root.IsNull()) return config;
     r.only_keys(root, "", {"store", "workers", "proxy", "handshake_log", "admin", "metrics"});
     // The original design has `workers` at the top; proxy.workers wins when both are set.
@@ -464,7 +470,7 @@ boost::system::result<EdgeConfig, ConfigError> parse_config(std::string const& t
     if (auto store = root["store"]) {
       r.only_keys(store, "store", {"path"});
       if (store["path"]) config.store_path = r.path(store["path"], "store.path");
-    } else {
+    } else if (from_file) {
       config.store_path = base_directory / "edge.db";
     }
     if (auto proxy = root["proxy"]) read_proxy(r, proxy, config);
@@ -482,14 +488,43 @@ boost::system::result<EdgeConfig, ConfigError> parse_config(std::string const& t
   }
 }
 
+EdgeConfig file_defaults(std::string const& name) {
+  EdgeConfig config = default_config();
+  config.source = name;
+  config.handshake_log.file.clear();
+  return config;
+}
+
+}  // namespace
+
+boost::system::result<EdgeConfig, ConfigError> parse_config(std::string const& text, std::string const& name,
+                                                            std::filesystem::path const& base_directory) {
+  return read_document(text, name, base_directory, nullptr, file_defaults(name));
+}
+
+boost::system::result<EdgeConfig, ConfigError> parse_config(std::string const& text, std::string const& name,
+                                                            std::filesystem::path const& base_directory,
+                                                            Environment const& environment) {
+  return read_document(text, name, base_directory, &environment, file_defaults(name));
+}
+
+boost::system::result<EdgeConfig, ConfigError> environment_config(Environment const& environment) {
+  return read_document("", "(environment)", std::filesystem::current_path(), &environment, default_config());
+}
+
 boost::system::result<EdgeConfig, ConfigError> load_config(std::filesystem::path const& path) {
+  return load_config(path, process_environment());
+}
+
+boost::system::result<EdgeConfig, ConfigError> load_config(std::filesystem::path const& path,
+                                                           Environment const& environment) {
   std::ifstream in(path);
   if (!in) return ConfigError{path.string() + ": cannot read the configuration file"};
   std::stringstream text;
   text << in.rdbuf();
   auto base = path.parent_path();
   if (base.empty()) base = ".";
-  return parse_config(text.str(), path.string(), std::filesystem::absolute(base));
+  return parse_config(text.str(), path.string(), std::filesystem::absolute(base), environment);
 }
 
 }  // namespace edge::cli

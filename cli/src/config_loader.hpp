@@ -9,6 +9,8 @@
 #include <boost/system/result.hpp>
 
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -51,13 +53,26 @@ struct ConfigError {
 // The settings edged runs with when started without --config (see README).
 EdgeConfig default_config();
 
-// Reads and validates `path`. Relative paths inside the file are resolved
+// Looks an environment variable up (environment_overrides.hpp).
+using Environment = std::function<std::optional<std::string>(std::string const& name)>;
+
+// Reads and validates `path`, with the process's EDGE_* variables applied over
+// it (environment_overrides.hpp). Relative paths inside the file are resolved
 // against the directory of the file.
 boost::system::result<EdgeConfig, ConfigError> load_config(std::filesystem::path const& path);
+boost::system::result<EdgeConfig, ConfigError> load_config(std::filesystem::path const& path,
+                                                           Environment const& environment);
 
-// Same, from text (for tests); `name` is used in error messages and
-// `base_directory` resolves relative paths.
+// Same, from text (for tests), without or with EDGE_* overrides; `name` is used
+// in error messages and `base_directory` resolves relative paths.
 boost::system::result<EdgeConfig, ConfigError> parse_config(std::string const& text, std::string const& name,
                                                            std::filesystem::path const& base_directory);
+boost::system::result<EdgeConfig, ConfigError> parse_config(std::string const& text, std::string const& name,
+                                                           std::filesystem::path const& base_directory,
+                                                           Environment const& environment);
+
+// edged without --config: the built-in defaults with the EDGE_* variables in
+// `environment` applied (just the defaults when none is set).
+boost::system::result<EdgeConfig, ConfigError> environment_config(Environment const& environment);
 
 }  // namespace edge::cli

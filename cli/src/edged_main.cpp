@@ -3,6 +3,8 @@
 // every handshake. The only place where the modules are wired together.
 #include "config_loader.hpp"
 #include "config_reload.hpp"
+#include "environment_overrides.hpp"
+#include "systemd_notify.hpp"
 
 #include <edge/acme/renewal_scheduler.hpp>
 #include <edge/admin/admin_server.hpp>
@@ -166,6 +168,9 @@ int run(cli::EdgeConfig const& config) {
   }
   auto admin = start_admin(config, certificates, server, tls_statistics, log);
   std::fprintf(stderr, "edged: ready (config %s, store %s)\n", config.source.c_str(), config.store_path.c_str());
+  // systemd (Type=notify): the listeners accept from here on.
+  cli::SystemdNotifier systemd;
+  systemd.ready("serving TLS on " + std::to_string(config.proxy.listen.size()) + " address(es)");
 
   int received = 0;
   while (sigwait(&signals, &received) == 0 && received == SIGUSR1) {
@@ -173,6 +178,7 @@ int run(cli::EdgeConfig const& config) {
     log.reopen();
   }
   std::fprintf(stderr, "edged: %s, stopping\n", strsignal(received));
+  systemd.stopping(std::string("stopping on ") + strsignal(received));
   if (admin) admin->stop();
   if (scheduler) scheduler->stop();
   server.stop();
@@ -185,21 +191,20 @@ int run(cli::EdgeConfig const& config) {
 int main(int argc, char** argv) {
   CLI::App app{"edged: ACME-managed TLS edge"};
   std::string config_path;
-  app.add_option("-c,--config", config_path, "YAML configuration file (built-in defaults when absent)");
+  app.add_option("-c,--config", config_path, "YAML configuration file (built-in defaults when absent)")
+      ->envname("EDGE_CONFIG");
   auto* check = app.add_subcommand("check", "validate the configuration and exit (0 valid, 1 invalid)");
-  check->add_option("-c,--config", config_path, "YAML configuration file")->required();
+  check->add_option("-c,--config", config_path, "YAML configuration file")->envname("EDGE_CONFIG")->required();
   check->fallthrough();
   CLI11_PARSE(app, argc, argv);
 
-  cli::EdgeConfig config = cli::default_config();
-  if (!config_path.empty()) {
-    auto loaded = cli::load_config(config_path);
-    if (!loaded) {
-      std::fprintf(stderr, "%s\n", loaded.error().message.c_str());
-      return 1;
-    }
-    config = std::move(*loaded);
+  // EDGE_* variables apply over the file, or over the built-in defaults.
+  auto loaded = config_path.empty() ? cli::environment_config(cli::process_environment()) : cli::load_config(config_path);
+  if (!loaded) {
+    std::fprintf(stderr, "%s\n", loaded.error().message.c_str());
+    return 1;
   }
+  cli::EdgeConfig config = std::move(*loaded);
   if (check->parsed()) {
     std::printf("%s: ok\n", config_path.c_str());
     return 0;

@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -22,10 +23,20 @@ struct ConfigFailure {
 // say where it is: file:line:column: key.path: what is wrong.
 class Reader {
  public:
-  Reader(std::string file, std::filesystem::path base) : file_(std::move(file)), base_(std::move(base)) {}
+  // from_environment: key -> EDGE_* variable that set it (environment_overrides.hpp).
+  Reader(std::string file, std::filesystem::path base, std::map<std::string, std::string> from_environment = {})
+      : file_(std::move(file)), base_(std::move(base)), from_environment_(std::move(from_environment)) {}
 
   [[noreturn]] void fail(YAML::Node const& node, std::string const& key, std::string const& what) const {
     auto const mark = node.Mark();
+    // A value that came from an EDGE_* variable has no place in the file:
+    // the message starts with the variable instead.
+    if (mark.line < 0) {
+      for (auto const& [set_key, variable] : from_environment_) {
+        if (key == set_key || key.starts_with(set_key + ".") || key.starts_with(set_key + "["))
+          throw ConfigFailure{variable + ": " + key + ": " + what};
+      }
+    }
     std::ostringstream out;
     out << file_;
     if (mark.line >= 0) out << ':' << mark.line + 1 << ':' << mark.column + 1;
@@ -101,6 +112,7 @@ class Reader {
  private:
   std::string file_;
   std::filesystem::path base_;
+  std::map<std::string, std::string> from_environment_;
 };
 
 inline bool is_ip_literal(std::string const& text) {

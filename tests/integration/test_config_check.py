@@ -45,6 +45,28 @@ class ConfigCheck(unittest.TestCase):
             self.assertIn("proxy.workers", result.stderr.decode())
             self.assertFalse(os.path.exists(os.path.join(d, "edge.db")), "no store was created")
 
+    def test_environment(self):
+        # EDGE_CONFIG names the file; an EDGE_* override with a bad value is
+        # refused naming the variable (docs/config.md, "Environment overrides").
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "edge.yaml")
+            with open(path, "w") as f:
+                f.write("proxy:\n  listen: [\"127.0.0.1:8443\"]\n")
+            env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+            ok = subprocess.run([EDGED, "check"], env=dict(env, EDGE_CONFIG=path), capture_output=True, timeout=20)
+            self.assertEqual(ok.returncode, 0, ok.stderr)
+            self.assertIn(f"{path}: ok", ok.stdout.decode())
+            bad = subprocess.run([EDGED, "check", "--config", path], env=dict(env, EDGE_WORKERS="many"),
+                                 capture_output=True, timeout=20)
+            self.assertEqual(bad.returncode, 1)
+            self.assertIn('EDGE_WORKERS: proxy.workers: expected an integer in 0..256, got "many"', bad.stderr.decode())
+            # Without a file the variables apply to the built-in defaults, and are checked the same way.
+            run = subprocess.run([EDGED], env=dict(env, EDGE_LISTEN="127.0.0.1:99999"), capture_output=True,
+                                 timeout=20, cwd=d)
+            self.assertEqual(run.returncode, 1)
+            self.assertIn("EDGE_LISTEN: proxy.listen[0]: ", run.stderr.decode())
+            self.assertFalse(os.path.exists(os.path.join(d, "edge.db")), "no store was created")
+
 
 if __name__ == "__main__":
     EDGED = sys.argv.pop(1)
