@@ -11,6 +11,7 @@ packages=(
   pebble openssl curl sqlite3 procps
   uacme util-linux  # bench/acme_bench.py: uacme + ualpn, unshare
   prometheus chromium  # tests/integration: promtool, a Prometheus server, the status page's browser
+  clang libclang-rt-14-dev  # scripts/fuzz: clang and its libFuzzer/sanitizer runtimes (only recommended by clang)
 )
 
 missing=()
