@@ -30,10 +30,15 @@ HttpResponse make_response(std::string_view text) {
     auto const line = text.substr(0, end == std::string_view::npos ? text.size() : end + 1);
     text.remove_prefix(line.size());
     if (line == "\n" || line == "\r\n") break;
-    if (line.starts_with("HTTP/") && line.size() >= 12) {
-      // curl reports the status code itself; take it from the status line here.
+    if (line.starts_with("HTTP/")) {
+      // curl reports the status code itself; take it from the status line
+      // ("HTTP/1.1 200 OK", "HTTP/2 200") here.
+      auto const space = line.find(' ');
       int status = 0;
-      for (char c : line.substr(9, 3)) status = status * 10 + (c >= '0' && c <= '9' ? c - '0' : 0);
+      for (std::size_t i = space + 1; space != std::string_view::npos && i < line.size() && i <= space + 3; ++i) {
+        if (line[i] < '0' || line[i] > '9') break;
+        status = status * 10 + (line[i] - '0');
+      }
       response.status = status;
     }
     add_header_line(response, line);
