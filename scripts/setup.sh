@@ -13,6 +13,7 @@ packages=(
   uacme util-linux  # bench/acme_bench.py: uacme + ualpn, unshare
   prometheus chromium  # tests/integration: promtool, a Prometheus server, the status page's browser
   systemd  # test_systemd_unit.py: systemd-analyze verify/security, systemd-sysusers, systemd-tmpfiles
+  clang libclang-rt-14-dev  # scripts/fuzz: clang and its libFuzzer/sanitizer runtimes (only recommended by clang)
 )
 
 missing=()

@@ -14,14 +14,6 @@ constexpr long connect_timeout_ms = 10'000;
 constexpr long total_timeout_ms = 30'000;
 constexpr char const* user_agent = "edge-acme/0.1";
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' ||
-                        s.back() == '\n'))
-    s.remove_suffix(1);
-  return s;
-}
-
 void global_init() {
   // curl_global_init is not guaranteed thread-safe; run it once per process.
   static std::once_flag once;
@@ -51,16 +43,7 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
 }
 
 std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) {
-  auto& response = static_cast<Transfer*>(user)->response;
-  std::string_view const line(data, size * count);
-  // A new status line starts a new response (e.g. after 100 Continue): only
-  // the final response's headers count.
-  if (line.starts_with("HTTP/")) {
-    response.headers.clear();
-  } else if (auto const colon = line.find(':'); colon != std::string_view::npos) {
-    response.headers.emplace_back(std::string(trim(line.substr(0, colon))),
-                                  std::string(trim(line.substr(colon + 1))));
-  }
+  add_header_line(static_cast<Transfer*>(user)->response, std::string_view(data, size * count));
   return size * count;
 }
 

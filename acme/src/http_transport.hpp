@@ -35,6 +35,11 @@ struct HttpResponse {
   std::vector<std::string> headers_named(std::string_view name) const;
 };
 
+// One header line as the transport receives it ("Name: value\r\n"): added
+// to `response.headers` trimmed; a status line ("HTTP/...") starts over, so
+// only the final response's headers count; other lines are ignored.
+void add_header_line(HttpResponse& response, std::string_view line);
+
 class HttpTransport {
  public:
   virtual ~HttpTransport() = default;

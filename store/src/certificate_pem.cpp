@@ -56,8 +56,27 @@ Result<std::vector<X509Ptr>> read_chain(std::string const& pem) {
   ERR_clear_error();
   auto bio = memory_bio(pem);
   std::vector<X509Ptr> chain;
-  while (X509Ptr cert{PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)})
+  while (X509Ptr cert{PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)}) {
+    // A certificate's DER parses without its key or signature algorithm
+    // being looked at, but the TLS stack weighs both for every certificate
+    // it serves (OpenSSL's security level check) and refuses the chain when
+    // it cannot. Refuse such a chain here, before it replaces a certificate
+    // that works (found by tests/fuzz/fuzz_pem_import).
+    auto const where = "certificate chain: certificate " + std::to_string(chain.size() + 1);
+    EVP_PKEY* const key = X509_get0_pubkey(cert.get());
+    if (key == nullptr) return StoreError{where + ": its public key does not parse: " + take_openssl_error()};
+    if (EVP_PKEY_get_security_bits(key) <= 0) {
+      ERR_clear_error();
+      return StoreError{where + ": its public key is of an unknown kind"};
+    }
+    int signature_bits = 0;
+    bool const self_signed = (X509_get_extension_flags(cert.get()) & EXFLAG_SS) != 0;
+    if (!self_signed && X509_get_signature_info(cert.get(), nullptr, nullptr, &signature_bits, nullptr) != 1) {
+      ERR_clear_error();
+      return StoreError{where + ": its signature algorithm is unknown"};
+    }
     chain.push_back(std::move(cert));
+  }
   // Running out of PEM blocks shows as "no start line"; anything else is a block that did not parse.
   unsigned long const last = ERR_peek_last_error();
   if (last != 0 &&

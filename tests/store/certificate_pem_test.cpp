@@ -7,9 +7,11 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 using namespace edge::store;
 
@@ -187,6 +189,66 @@ TEST_F(DescribeCertificateTest, RejectsAnEncryptedKeyWithoutPrompting) {
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("private key does not parse"), std::string::npos)
       << r.error().message;
+}
+
+// A certificate whose DER parses but whose key or signature algorithm the TLS
+// stack cannot weigh (OpenSSL's security level check) would be stored and
+// then refused by the proxy, losing the certificate it replaced. Found by
+// tests/fuzz/fuzz_pem_import (regression inputs in its corpus).
+std::string pem_der(std::vector<unsigned char> const& der) {
+  unsigned char const* p = der.data();
+  X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  EXPECT_TRUE(cert) << "the changed DER must still parse as a certificate";
+  return cert ? pem(cert.get()) : std::string();
+}
+
+std::vector<unsigned char> der_of(X509* cert) {
+  unsigned char* der = nullptr;
+  int const len = i2d_X509(cert, &der);
+  std::vector<unsigned char> out(der, der + len);
+  OPENSSL_free(der);
+  return out;
+}
+
+// Replaces the last occurrence of `from` in `der` by `to` (same length).
+void replace_last(std::vector<unsigned char>& der, std::vector<unsigned char> const& from,
+                  std::vector<unsigned char> const& to) {
+  auto it = std::find_end(der.begin(), der.end(), from.begin(), from.end());
+  ASSERT_NE(it, der.end());
+  std::copy(to.begin(), to.end(), it);
+}
+
+TEST_F(DescribeCertificateTest, RejectsAChainCertificateWhoseKeyDoesNotDecode) {
+  auto other_key = p256_key();
+  auto intermediate = self_signed(other_key.get(), "intermediate", "DNS:ca.test");
+  auto der = der_of(intermediate.get());
+  // The EC point's "uncompressed" marker (BIT STRING 03 42 00 04): 05 is no point encoding.
+  replace_last(der, {0x03, 0x42, 0x00, 0x04}, {0x03, 0x42, 0x00, 0x05});
+  auto r = describe_certificate("main", pem(cert_.get()) + pem_der(der), pem(key_.get()),
+                                CertificateSource::acme);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("certificate chain: certificate 2: its public key does not parse"),
+            std::string::npos)
+      << r.error().message;
+}
+
+TEST_F(DescribeCertificateTest, RejectsALeafWithAnUnknownSignatureAlgorithm) {
+  // Issued by another name (not self-signed: OpenSSL weighs the signature).
+  auto issuer_key = p256_key();
+  X509_NAME* issuer = X509_NAME_new();
+  X509_NAME_add_entry_by_txt(issuer, "CN", MBSTRING_ASC, reinterpret_cast<unsigned char const*>("Some CA"), -1,
+                             -1, 0);
+  X509_set_issuer_name(cert_.get(), issuer);
+  X509_NAME_free(issuer);
+  ASSERT_GT(X509_sign(cert_.get(), issuer_key.get(), EVP_sha256()), 0);
+  ASSERT_TRUE(describe_certificate("main", pem(cert_.get()), pem(key_.get()), CertificateSource::acme));
+
+  auto der = der_of(cert_.get());
+  // The outer signatureAlgorithm, ecdsa-with-SHA256 (1.2.840.10045.4.3.2), made 1.2.840.10045.4.3.127.
+  replace_last(der, {0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x02}, {0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x7F});
+  auto r = describe_certificate("main", pem_der(der), pem(key_.get()), CertificateSource::acme);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message, "certificate chain: certificate 1: its signature algorithm is unknown");
 }
 
 }  // namespace
