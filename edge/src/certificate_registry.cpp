@@ -170,6 +170,18 @@ CertificateRegistry::CertificateRegistry(TlsPolicy policy)
 CertificateRegistry::~CertificateRegistry() = default;
 
 std::vector<std::string> CertificateRegistry::replace_all(std::vector<store::CertificateRecord> const& records) {
+  return replace_all(records, policy());
+}
+
+TlsPolicy CertificateRegistry::policy() const {
+  std::lock_guard lock(writer_);
+  return policy_;
+}
+
+std::vector<std::string> CertificateRegistry::replace_all(std::vector<store::CertificateRecord> const& records,
+                                                          TlsPolicy policy) {
+  std::lock_guard lock(writer_);
+  policy_ = std::move(policy);
   std::vector<std::string> errors;
   std::vector<std::shared_ptr<ServedCertificate const>> served;
   for (auto const& record : records) {
@@ -181,7 +193,7 @@ std::vector<std::string> CertificateRegistry::replace_all(std::vector<store::Cer
 
 std::vector<std::string> CertificateRegistry::put(store::CertificateRecord const& record) {
   std::vector<std::string> errors;
-  auto cert = load(policy_, record, errors);
+  auto cert = load(policy(), record, errors);
   if (!cert) return errors;
   // Writers are rare (renewals, imports); a compare-exchange loop keeps two
   // concurrent writers from losing each other's certificate.

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -24,14 +25,17 @@ class CertificateRegistry {
   // reported in the returned list of errors; the others are served.
   // Thread: any (not the I/O threads: building contexts parses keys).
   std::vector<std::string> replace_all(std::vector<store::CertificateRecord> const& records);
+  // Same, under a new TLS policy (config reload): later puts use it too.
+  std::vector<std::string> replace_all(std::vector<store::CertificateRecord> const& records, TlsPolicy policy);
 
   // Adds or replaces the certificate of record.name; others stay as they are.
   std::vector<std::string> put(store::CertificateRecord const& record);
 
   std::shared_ptr<CertificateSet const> snapshot() const noexcept;
-  TlsPolicy const& policy() const noexcept { return policy_; }
+  TlsPolicy policy() const;
 
  private:
+  mutable std::mutex writer_;  // writers only (policy_); readers take the snapshot
   TlsPolicy policy_;
   std::atomic<std::shared_ptr<CertificateSet const>> current_;
 };
