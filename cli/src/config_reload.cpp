@@ -50,6 +50,7 @@ admin::ReloadOutcome ConfigReloader::reload(store::Store& db) {
   auto const text = read_text(running_.source, readable);
 
   // Sections that a running edged cannot change: reported, not applied.
+  bool proxy_changed = false;
   try {
     auto const before = sections(running_text_);
     auto const after = sections(text);
@@ -57,9 +58,12 @@ admin::ReloadOutcome ConfigReloader::reload(store::Store& db) {
     for (auto const& [k, v] : before) keys.insert(k);
     for (auto const& [k, v] : after) keys.insert(k);
     for (auto const& k : keys) {
-      if (k == "proxy" || k == "workers") continue;  // applied below; only the worker count needs a restart
       auto a = before.find(k), b = after.find(k);
-      if (a == before.end() || b == after.end() || a->second != b->second) outcome.restart_required.push_back(k);
+      bool const changed = a == before.end() || b == after.end() || a->second != b->second;
+      if (k == "proxy")
+        proxy_changed = changed;  // applied below; only the worker count needs a restart
+      else if (changed)
+        outcome.restart_required.push_back(k);
     }
   } catch (YAML::Exception const& e) {
     outcome.error = running_.source + ": " + e.what();
@@ -96,13 +100,15 @@ admin::ReloadOutcome ConfigReloader::reload(store::Store& db) {
   }
 
   // The proxy first: when a new address cannot be bound, nothing has changed.
-  auto proxy = loaded->proxy;
-  proxy.workers = running_.proxy.workers;
-  if (auto why = server_.reconfigure(proxy); !why.empty()) {
-    outcome.error = why;
-    return outcome;
+  if (proxy_changed) {
+    auto proxy = loaded->proxy;
+    proxy.workers = running_.proxy.workers;
+    if (auto why = server_.reconfigure(proxy); !why.empty()) {
+      outcome.error = why;
+      return outcome;
+    }
+    outcome.applied.push_back("proxy: listeners, TLS policy and routes for new connections");
   }
-  outcome.applied.push_back("proxy: listeners, TLS policy and routes for new connections");
 
   for (auto& record : imports) {
     auto generation = db.put_certificate(record);
@@ -110,16 +116,25 @@ admin::ReloadOutcome ConfigReloader::reload(store::Store& db) {
       outcome.error = generation.error().message;
       return outcome;
     }
+    record.generation = *generation;
+    if (!proxy_changed) {
+      if (auto const errors = registry_.put(record); !errors.empty()) {
+        outcome.error = record.name + ": stored but not served: " + errors.front();
+        return outcome;
+      }
+    }
     outcome.applied.push_back("certificate " + record.name + ": generation " + std::to_string(*generation));
   }
-  auto const current = db.current_certificates();
-  if (!current) {
-    outcome.error = current.error().message;
-    return outcome;
+  if (proxy_changed) {
+    // Every certificate context again: the TLS policy lives in them too.
+    auto const current = db.current_certificates();
+    if (!current) {
+      outcome.error = current.error().message;
+      return outcome;
+    }
+    for (auto const& error : registry_.replace_all(*current, loaded->proxy.tls))
+      outcome.applied.push_back("not served: " + error);
   }
-  // Every certificate context again: the TLS policy lives in them too.
-  for (auto const& error : registry_.replace_all(*current, loaded->proxy.tls))
-    outcome.applied.push_back("not served: " + error);
 
   if (manual) {
     std::set<std::string> names;

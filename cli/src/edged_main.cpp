@@ -336,6 +336,9 @@ int run(cli::EdgeConfig const& config, Invocation const& invocation) {
       if (hand_over(server, invocation, child)) {
         std::fprintf(stderr, "edged: upgrade: pid %d serves now; pid %d drains and exits\n", static_cast<int>(child),
                      static_cast<int>(getpid()));
+        // One renewal scheduler at a time: the successor runs its own.
+        if (scheduler) scheduler->stop();
+        scheduler.reset();
         break;
       }
       admin = start_admin(config, certificates, server, tls_statistics, log, reloader.get());
