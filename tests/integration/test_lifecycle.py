@@ -12,6 +12,7 @@ import http.server
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import ssl
@@ -417,12 +418,19 @@ admin:
   listen: 127.0.0.1:{admin_port}
 """)
             ctx = et.tls_client_context(cafile=ca.cert)
+            # edged runs from a path of its own, where the "new" binary is installed before SIGUSR2.
+            binary = os.path.join(d, "edged")
+            shutil.copy2(ARGS.edged, binary)
             new_pid = None
             try:
-                with et.Edged(ARGS.edged, config, d) as edge:
+                with et.Edged(binary, config, d) as edge:
                     old_pid = edge.process.pid
                     with LoadLoop(port, ctx, fresh_threads=3, keep_alive=True) as load:
                         et.wait_for(lambda: load.ok >= 30, 30, "load before the upgrade")
+                        shutil.copy2(ARGS.edged, binary + ".new")
+                        os.replace(binary + ".new", binary)  # as `install` does: a new file at the same path
+                        installed = os.stat(binary).st_ino
+                        self.assertNotEqual(os.stat(f"/proc/{old_pid}/exe").st_ino, installed)
                         edge.process.send_signal(signal.SIGUSR2)
                         code = edge.process.wait(timeout=40)
                         out = edge.output().decode(errors="replace")
@@ -432,6 +440,7 @@ admin:
                         et.wait_for(lambda: load.ok >= seen + 50, 30, "load after the old edged exited")
                     self.assertEqual(code, 0, out)
                     self.assertNotEqual(new_pid, old_pid)
+                    self.assertEqual(os.stat(f"/proc/{new_pid}/exe").st_ino, installed, "the new binary runs")
                     self.assertEqual(load.failures, [], "refused or failed connections across the upgrade")
                     print(f"\nupgrade: {load.ok} requests across the switch, 0 failures "
                           f"({load.idle_closes} idle keep-alive connection closed by the old edged and retried); "
