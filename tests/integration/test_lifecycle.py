@@ -391,6 +391,15 @@ handshake_log:
             print(f"\nSIGTERM: {connections} connections, exit 0 after {took:.1f} s, {len(records)} records")
 
 
+def admin_pid(admin_port):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{admin_port}/rpc",
+        data=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "version", "params": {}}).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return json.loads(r.read())["result"]["pid"]
+
+
 class Upgrade(unittest.TestCase):
     """Acceptance 4: SIGUSR2 under a tight connect loop: 0 refused, 0 failed;
     the old PID exits 0, the new one serves (and its admin API answers)."""
@@ -425,6 +434,16 @@ admin:
             try:
                 with et.Edged(binary, config, d) as edge:
                     old_pid = edge.process.pid
+                    # A successor that cannot start (its config is broken) changes nothing.
+                    good = open(config).read()
+                    write_config(config, good + "bogus_key: 1\n")
+                    edge.process.send_signal(signal.SIGUSR2)
+                    et.wait_for(lambda: log_has(edge, "upgrade failed"), 30, "the failed upgrade")
+                    self.assertTrue(log_has(edge, "bogus_key: unknown key"), "the successor said why")
+                    self.assertIsNone(edge.process.poll())
+                    self.assertEqual(get(port, ctx, "/still")[0], 200)
+                    et.wait_for(lambda: admin_pid(admin_port) == old_pid, 10, "the old admin API back")
+                    write_config(config, good)
                     with LoadLoop(port, ctx, fresh_threads=3, keep_alive=True) as load:
                         et.wait_for(lambda: load.ok >= 30, 30, "load before the upgrade")
                         shutil.copy2(ARGS.edged, binary + ".new")
@@ -446,11 +465,7 @@ admin:
                           f"({load.idle_closes} idle keep-alive connection closed by the old edged and retried); "
                           f"pid {old_pid} -> {new_pid}")
                     # The new process serves, with its own admin API.
-                    with urllib.request.urlopen(urllib.request.Request(
-                            f"http://127.0.0.1:{admin_port}/rpc",
-                            data=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "version", "params": {}}).encode(),
-                            headers={"Content-Type": "application/json"}), timeout=10) as r:
-                        self.assertEqual(json.loads(r.read())["result"]["pid"], new_pid)
+                    self.assertEqual(admin_pid(admin_port), new_pid)
                     self.assertEqual(get(port, ctx, "/x")[0], 200)
                     self.assertTrue(log_has(edge, f"pid {new_pid})"), "the successor logs its own ready line")
             finally:
