@@ -434,8 +434,16 @@ void Server::shutdown() {
     std::fprintf(stderr, "edged: %lld connection(s) still open after %lld s, closing them\n",
                  static_cast<long long>(impl.open_connections.load()), static_cast<long long>(grace.count()));
     for (auto& worker : impl.workers) asio::post(worker->io, [w = worker.get()] { w->open.close_all(); });
-    // A closed connection still writes its record: give the coroutines a moment to unwind.
-    impl.wait_for_connections(std::chrono::steady_clock::now() + std::chrono::seconds(2));
+    // A closed connection still writes its record: wait for those (bounded);
+    // one that already wrote it may be waiting on its upstream, and ends
+    // with the event loop.
+    auto const until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    for (;;) {
+      std::size_t unrecorded = 0;
+      for (auto const& worker : impl.workers) unrecorded += worker->open.unrecorded();
+      if (unrecorded == 0 || impl.open_connections.load() == 0 || std::chrono::steady_clock::now() >= until) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   }
   stop();
 }

@@ -559,6 +559,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<Sessi
   client.control = &control;
   ClientEndpoints const endpoints{event.client_address, event.client_port, event.server_address, event.server_port};
   env.log.submit(std::move(event));
+  control.set_recorded();  // a stop may now end this connection with its event loop
 
   if (handshake_error) {
     if (plain_http) co_await answer_plain_http(beast::get_lowest_layer(stream));

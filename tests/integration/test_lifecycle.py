@@ -381,7 +381,7 @@ handshake_log:
             self.assertTrue(all(r[1] == 200 and r[2] == "/slow/1500" and r[3] == "close" for r in done), done)
             self.assertEqual([e[0] for e in errors], [60000], errors)
             self.assertGreaterEqual(took, 3.5)
-            self.assertLess(took, 9.0)
+            self.assertLess(took, 7.0)
             # One record per connection, in the file and in the store.
             records = et.read_jsonl(os.path.join(d, "handshakes.jsonl"))
             self.assertEqual(len(records), connections)
