@@ -83,8 +83,8 @@ admin::ReloadOutcome ConfigReloader::reload(store::Store& db) {
         outcome.error = (chain_ok ? cert.private_key : cert.certificate).string() + ": cannot read";
         return outcome;
       }
-      auto record = store::describe_certificate(cert.name, std::move(chain), std::move(key),
-                                                store::CertificateSource::manual);
+      auto record =
+          store::describe_certificate(cert.name, std::move(chain), std::move(key), store::CertificateSource::manual);
       if (!record) {
         outcome.error = cert.certificate.string() + ": " + record.error().message;
         return outcome;
