@@ -19,15 +19,27 @@ std::string read_text(std::filesystem::path const& path, bool& ok) {
   return text.str();
 }
 
-// Every top-level section of the file, as text, to see which ones changed.
+std::string emit(YAML::Node const& node) {
+  YAML::Emitter emitter;
+  emitter << node;
+  return emitter.c_str();
+}
+
+// Every top-level section of the file, as text, to see which ones changed;
+// and the parts of proxy.tls that belong to ACME (the renewal scheduler reads
+// them at start only): "proxy.tls.mode", "proxy.tls.acme", "proxy.tls.certificates".
 std::map<std::string, std::string> sections(std::string const& text) {
   std::map<std::string, std::string> out;
   YAML::Node root = YAML::Load(text);
   if (!root || !root.IsMap()) return out;
   for (auto const& entry : root) {
-    YAML::Emitter emitter;
-    emitter << entry.second;
-    out[entry.first.as<std::string>()] = emitter.c_str();
+    auto const key = entry.first.as<std::string>();
+    out[key] = emit(entry.second);
+    if (key != "proxy" || !entry.second.IsMap() || !entry.second["tls"] || !entry.second["tls"].IsMap()) continue;
+    auto const tls = entry.second["tls"];
+    for (char const* part : {"mode", "acme", "certificates"}) {
+      if (tls[part]) out[std::string("proxy.tls.") + part] = emit(tls[part]);
+    }
   }
   return out;
 }
@@ -60,10 +72,15 @@ admin::ReloadOutcome ConfigReloader::reload(store::Store& db) {
     for (auto const& k : keys) {
       auto a = before.find(k), b = after.find(k);
       bool const changed = a == before.end() || b == after.end() || a->second != b->second;
-      if (k == "proxy")
-        proxy_changed = changed;  // applied below; only the worker count needs a restart
-      else if (changed)
+      if (k == "proxy") {
+        proxy_changed = changed;  // applied below, but for the worker count and ACME's parts
+      } else if (k == "proxy.tls.certificates") {
+        // Manual certificate files are imported below; ACME's list is the scheduler's, read at start.
+        if (changed && (running_.mode == TlsMode::acme || loaded->mode == TlsMode::acme))
+          outcome.restart_required.push_back("proxy.tls.certificates (acme)");
+      } else if (changed) {
         outcome.restart_required.push_back(k);
+      }
     }
   } catch (YAML::Exception const& e) {
     outcome.error = running_.source + ": " + e.what();

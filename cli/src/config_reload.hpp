@@ -6,8 +6,8 @@
 // section (listen addresses, TLS policy, SNI routing, HTTP routes, PROXY
 // protocol, limits) and the certificates (manual files imported; every
 // certificate context rebuilt under the new TLS policy). Everything else
-// (store, workers, acme, admin, metrics, handshake_log) is reported as
-// restart_required, by section.
+// (store, workers, proxy.tls.mode, proxy.tls.acme, the ACME certificate list,
+// admin, metrics, handshake_log) is reported as restart_required, by section.
 #include "config_loader.hpp"
 
 #include <edge/admin/admin_server.hpp>

@@ -300,6 +300,44 @@ admin:
                 self.assertEqual(edge.stop(), 0)
 
 
+class ReloadAcme(unittest.TestCase):
+    """In ACME mode the certificate list and the acme settings are the renewal
+    scheduler's, read at start: a reload reports them as restart_required
+    (not silently ignored) and still applies the routes."""
+
+    def test_acme_parts_need_a_restart(self):
+        with tempfile.TemporaryDirectory(prefix="edge-reload-acme-") as d, et.Upstream() as upstream:
+            ca = pki.CertificateAuthority(d, "acme-reload-ca")
+            port = et.free_port()
+            config = os.path.join(d, "edge.yaml")
+
+            def text(names, base):
+                return f"""proxy:
+  listen: ["127.0.0.1:{port}"]
+  workers: 1
+  tls:
+    mode: acme
+    acme:
+      directory: https://127.0.0.1:1/dir
+      ca_bundle: {ca.cert}
+    certificates:
+      - name: main
+        identifiers: [{names}]
+  http:
+    routes:
+      - path_prefix: /
+        upstream: http://127.0.0.1:{upstream.port}/{base}/
+"""
+            write_config(config, text("edge.test", "v1"))
+            with et.Edged(ARGS.edged, config, d) as edge:  # the CA is unreachable: edged serves on
+                write_config(config, text("edge.test, www.edge.test", "v2"))
+                edge.process.send_signal(signal.SIGHUP)
+                et.wait_for(lambda: log_has(edge, "SIGHUP reload done"), 30, "the reload")
+                self.assertTrue(log_has(edge, "needs a restart: proxy.tls.certificates (acme)"), edge.output())
+                self.assertTrue(log_has(edge, "applied: proxy: listeners, TLS policy and routes"), edge.output())
+                self.assertEqual(edge.stop(), 0)
+
+
 class Sigterm(unittest.TestCase):
     """Acceptance 3: slow in-flight requests complete, a stuck one is closed at
     the end of the grace period, idle keep-alive connections close at once,
