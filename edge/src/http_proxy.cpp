@@ -41,7 +41,6 @@ bool HttpRoute::matches(std::string_view host_header, std::string_view path_only
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-constexpr auto kClientIdleTimeout = std::chrono::seconds(60);
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;  // beyond it: 431
 constexpr std::size_t kChunk = 16 * 1024;          // bodies stream through a buffer of this size
 
@@ -334,7 +333,7 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
     }
     if (has_body && !(expect_continue && res_parser->is_header_done())) {
       auto const error =
-          co_await stream_body(stream, buffer, parser, connection->stream, serializer, kClientIdleTimeout,
+          co_await stream_body(stream, buffer, parser, connection->stream, serializer, config.client_timeout,
                                config.upstream_timeout);
       if (error) co_return co_await answer(error == beast::error::timeout ? http::status::gateway_timeout
                                                                           : http::status::bad_gateway,
@@ -385,7 +384,7 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
   count::request(res.result_int());
   auto const error =
       co_await stream_body(connection->stream, connection->buffer, *res_parser, stream, res_serializer,
-                           config.upstream_timeout, kClientIdleTimeout);
+                           config.upstream_timeout, config.client_timeout);
   if (error) co_return Exchange{false};
   // Reused only in a clean state: the whole response read, the whole request sent.
   if (upstream_keep_alive && res_parser->is_done() && !body_unread) pool.give_back(key, std::move(connection));
@@ -403,7 +402,7 @@ asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, U
     http::request_parser<http::buffer_body> parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(boost::none);  // bodies stream; nothing is buffered whole
-    beast::get_lowest_layer(stream).expires_after(kClientIdleTimeout);
+    beast::get_lowest_layer(stream).expires_after(config.client_timeout);
     if (client.control) client.control->set_idle(served && buffer.size() == 0);  // a stop closes it at once
     auto [read_error, read] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
     if (client.control) client.control->set_idle(false);
