@@ -580,6 +580,13 @@ metrics:
         print(f"\nRLIMIT_NOFILE 256, default cap: {refused:.0f} connections refused over capacity")
 
     def test_emfile_backs_off(self):
+        # UBSan's vptr check probes memory through pipe(): with the process out of
+        # descriptors every virtual call is reported as an invalid vptr and halts
+        # edged (a sanitizer artefact, seen under scripts/sanitize asan). The cap
+        # test above still runs there; this one needs a build without UBSan.
+        with open(ARGS.edged, "rb") as f:
+            if b"__ubsan_handle_dynamic_type_cache_miss" in f.read():
+                self.skipTest("UBSan build: its vptr check cannot run out of descriptors")
         # Out of descriptors, the metrics listener cannot accept either: the log tells, the metric is read after.
         errors = self.flood("  max_connections: 100000\n", "edge_accept_errors_total",
                             lambda edge, metric: log_has(edge, "backing off"), 100000)
