@@ -109,6 +109,8 @@ RpcResult stats_connections(MethodContext& c, Params& p) {
       {"upstream_timeouts", s.upstream_timeouts},
       {"rate_limit", {{"requests_rejected", s.rate_limit_requests_rejected},
                       {"connections_rejected", s.rate_limit_connections_rejected}}},
+      {"over_capacity", s.connections_over_capacity},
+      {"accept_errors", s.accept_errors},
       {"workers", std::move(workers)},
   });
 }
@@ -394,6 +396,11 @@ std::string render_metrics(MethodContext& c, MetricsFormat format) {
     out.sample("_total", {}, m.rate_limit_requests_rejected);
     out.family("edge_rate_limit_conn_rejected", "counter", "Connections refused by a connection limit.");
     out.sample("_total", {}, m.rate_limit_connections_rejected);
+    out.family("edge_connections_over_capacity", "counter",
+               "Connections closed at accept because proxy.max_connections were open.");
+    out.sample("_total", {}, m.connections_over_capacity);
+    out.family("edge_accept_errors", "counter", "Failed accepts (out of descriptors or buffers), each followed by a short back-off.");
+    out.sample("_total", {}, m.accept_errors);
   }
   if (s.tls_statistics) {
     auto const t = s.tls_statistics->snapshot();

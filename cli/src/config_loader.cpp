@@ -343,7 +343,12 @@ void read_tls(Reader const& r, YAML::Node const& tls, EdgeConfig& config) {
 }
 
 void read_proxy(Reader const& r, YAML::Node const& proxy, EdgeConfig& config) {
-  r.only_keys(proxy, "proxy", {"listen", "workers", "tls", "http", "proxy_protocol"});
+  r.only_keys(proxy, "proxy",
+              {"listen", "workers", "tls", "http", "proxy_protocol", "shutdown_grace_secs", "max_connections"});
+  if (auto v = proxy["shutdown_grace_secs"])
+    config.proxy.shutdown_grace = std::chrono::seconds(r.integer(v, "proxy.shutdown_grace_secs", 0, 3600));
+  if (auto v = proxy["max_connections"])
+    config.proxy.max_connections = static_cast<std::size_t>(r.integer(v, "proxy.max_connections", 0, 10000000));
   if (auto pp = proxy["proxy_protocol"]) {
     std::string const key = "proxy.proxy_protocol";
     r.only_keys(pp, key, {"enabled", "version", "trusted_proxies"});

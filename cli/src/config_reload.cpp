@@ -19,100 +19,154 @@ std::string read_text(std::filesystem::path const& path, bool& ok) {
   return text.str();
 }
 
-// The parts of the file a reload compares: every top-level section, with
-// the manual certificate list taken out of proxy.tls (a reload applies it).
-std::map<std::string, std::string> sections(std::string const& text, bool manual) {
+std::string emit(YAML::Node const& node) {
+  YAML::Emitter emitter;
+  emitter << node;
+  return emitter.c_str();
+}
+
+// Every top-level section of the file, as text, to see which ones changed;
+// and the parts of proxy.tls that belong to ACME (the renewal scheduler reads
+// them at start only): "proxy.tls.mode", "proxy.tls.acme", "proxy.tls.certificates".
+std::map<std::string, std::string> sections(std::string const& text) {
   std::map<std::string, std::string> out;
   YAML::Node root = YAML::Load(text);
   if (!root || !root.IsMap()) return out;
   for (auto const& entry : root) {
     auto const key = entry.first.as<std::string>();
-    YAML::Node value = YAML::Clone(entry.second);
-    if (key == "proxy" && manual && value.IsMap() && value["tls"] && value["tls"].IsMap()) {
-      value["tls"].remove("certificates");
-      value["tls"].remove("certificate");
-      value["tls"].remove("private_key");
+    out[key] = emit(entry.second);
+    if (key != "proxy" || !entry.second.IsMap() || !entry.second["tls"] || !entry.second["tls"].IsMap()) continue;
+    auto const tls = entry.second["tls"];
+    for (char const* part : {"mode", "acme", "certificates"}) {
+      if (tls[part]) out[std::string("proxy.tls.") + part] = emit(tls[part]);
     }
-    YAML::Emitter emitter;
-    emitter << value;
-    out[key] = emitter.c_str();
   }
   return out;
 }
 
 }  // namespace
 
-admin::ReloadOutcome reload_config(EdgeConfig const& running, std::string const& running_text, store::Store& db,
-                                   proxy::CertificateRegistry& registry) {
+ConfigReloader::ConfigReloader(EdgeConfig running, std::string running_text, proxy::CertificateRegistry& registry,
+                               proxy::Server& server)
+    : running_(std::move(running)), running_text_(std::move(running_text)), registry_(registry), server_(server) {}
+
+admin::ReloadOutcome ConfigReloader::reload(store::Store& db) {
+  std::lock_guard lock(mutex_);
   admin::ReloadOutcome outcome;
-  auto loaded = load_config(running.source);
+  auto loaded = load_config(running_.source);
   if (!loaded) {
     outcome.error = loaded.error().message;
     return outcome;
   }
   bool readable = false;
-  auto const text = read_text(running.source, readable);
-  bool const manual = running.mode == TlsMode::manual && loaded->mode == TlsMode::manual;
+  auto const text = read_text(running_.source, readable);
 
+  // Sections that a running edged cannot change: reported, not applied.
+  bool proxy_changed = false;
   try {
-    auto const before = sections(running_text, manual);
-    auto const after = sections(text, manual);
+    auto const before = sections(running_text_);
+    auto const after = sections(text);
     std::set<std::string> keys;
     for (auto const& [k, v] : before) keys.insert(k);
     for (auto const& [k, v] : after) keys.insert(k);
     for (auto const& k : keys) {
       auto a = before.find(k), b = after.find(k);
-      if (a == before.end() || b == after.end() || a->second != b->second) outcome.restart_required.push_back(k);
+      bool const changed = a == before.end() || b == after.end() || a->second != b->second;
+      if (k == "proxy") {
+        proxy_changed = changed;  // applied below, but for the worker count and ACME's parts
+      } else if (k == "proxy.tls.certificates") {
+        // Manual certificate files are imported below; ACME's list is the scheduler's, read at start.
+        if (changed && (running_.mode == TlsMode::acme || loaded->mode == TlsMode::acme))
+          outcome.restart_required.push_back("proxy.tls.certificates (acme)");
+      } else if (changed) {
+        outcome.restart_required.push_back(k);
+      }
     }
   } catch (YAML::Exception const& e) {
-    outcome.error = running.source + ": " + e.what();
+    outcome.error = running_.source + ": " + e.what();
     return outcome;
   }
-  if (!manual) {
-    outcome.ok = true;
-    return outcome;
+  if (loaded->proxy.workers != running_.proxy.workers) outcome.restart_required.push_back("proxy.workers");
+
+  // Manual certificate files are all read and checked before anything changes.
+  bool const manual = running_.mode == TlsMode::manual && loaded->mode == TlsMode::manual;
+  std::vector<store::CertificateRecord> imports;
+  if (manual) {
+    for (auto const& cert : loaded->manual_certificates) {
+      bool chain_ok = false, key_ok = false;
+      auto chain = read_text(cert.certificate, chain_ok);
+      auto key = read_text(cert.private_key, key_ok);
+      if (!chain_ok || !key_ok) {
+        outcome.error = (chain_ok ? cert.private_key : cert.certificate).string() + ": cannot read";
+        return outcome;
+      }
+      auto record =
+          store::describe_certificate(cert.name, std::move(chain), std::move(key), store::CertificateSource::manual);
+      if (!record) {
+        outcome.error = cert.certificate.string() + ": " + record.error().message;
+        return outcome;
+      }
+      auto current = db.current_certificate(cert.name);
+      if (!current) {
+        outcome.error = current.error().message;
+        return outcome;
+      }
+      if (*current && (*current)->fingerprint_sha256 == record->fingerprint_sha256) continue;
+      imports.push_back(std::move(*record));
+    }
   }
 
-  std::set<std::string> names;
-  for (auto const& cert : loaded->manual_certificates) {
-    names.insert(cert.name);
-    bool chain_ok = false, key_ok = false;
-    auto chain = read_text(cert.certificate, chain_ok);
-    auto key = read_text(cert.private_key, key_ok);
-    if (!chain_ok || !key_ok) {
-      outcome.error = (chain_ok ? cert.private_key : cert.certificate).string() + ": cannot read";
+  // The proxy first: when a new address cannot be bound, nothing has changed.
+  if (proxy_changed) {
+    auto proxy = loaded->proxy;
+    proxy.workers = running_.proxy.workers;
+    if (auto why = server_.reconfigure(proxy); !why.empty()) {
+      outcome.error = why;
       return outcome;
     }
-    auto record = store::describe_certificate(cert.name, std::move(chain), std::move(key),
-                                              store::CertificateSource::manual);
-    if (!record) {
-      outcome.error = cert.certificate.string() + ": " + record.error().message;
-      return outcome;
-    }
-    auto current = db.current_certificate(cert.name);
-    if (!current) {
-      outcome.error = current.error().message;
-      return outcome;
-    }
-    if (*current && (*current)->fingerprint_sha256 == record->fingerprint_sha256) continue;
-    auto generation = db.put_certificate(*record);
+    outcome.applied.push_back("proxy: listeners, TLS policy and routes for new connections");
+  }
+
+  for (auto& record : imports) {
+    auto generation = db.put_certificate(record);
     if (!generation) {
       outcome.error = generation.error().message;
       return outcome;
     }
-    record->generation = *generation;
-    auto const errors = registry.put(*record);
-    if (!errors.empty()) {
-      outcome.error = cert.certificate.string() + ": stored but not served: " + errors.front();
+    record.generation = *generation;
+    if (!proxy_changed) {
+      if (auto const errors = registry_.put(record); !errors.empty()) {
+        outcome.error = record.name + ": stored but not served: " + errors.front();
+        return outcome;
+      }
+    }
+    outcome.applied.push_back("certificate " + record.name + ": generation " + std::to_string(*generation));
+  }
+  if (proxy_changed) {
+    // Every certificate context again: the TLS policy lives in them too.
+    auto const current = db.current_certificates();
+    if (!current) {
+      outcome.error = current.error().message;
       return outcome;
     }
-    outcome.applied.push_back("certificate " + cert.name + ": generation " + std::to_string(*generation) + " from " +
-                              cert.certificate.string());
+    for (auto const& error : registry_.replace_all(*current, loaded->proxy.tls))
+      outcome.applied.push_back("not served: " + error);
   }
-  for (auto const& old : running.manual_certificates) {
-    if (!names.contains(old.name))
-      outcome.restart_required.push_back("proxy.tls.certificates (" + old.name + " removed)");
+
+  if (manual) {
+    std::set<std::string> names;
+    for (auto const& cert : loaded->manual_certificates) names.insert(cert.name);
+    for (auto const& old : running_.manual_certificates) {
+      if (!names.contains(old.name))
+        outcome.restart_required.push_back("proxy.tls.certificates (" + old.name + " removed)");
+    }
   }
+  // What a restart would apply stays pending: the next reload compares with
+  // this file, so report those sections against what really runs.
+  auto const keep_workers = running_.proxy.workers;
+  running_ = std::move(*loaded);
+  running_.proxy.workers = keep_workers;
+  if (outcome.restart_required.empty()) running_text_ = text;
   outcome.ok = true;
   return outcome;
 }

@@ -232,6 +232,11 @@ OperatorCommands::OperatorCommands(CLI::App& app) : app_(app) {
   check_->add_option("--crit", crit_days_, "CRITICAL when a certificate expires within DAYS")->capture_default_str();
   check_->add_flag("--json", json_, "print the verdict as JSON");
 
+  reload_ = app.add_subcommand("reload",
+                               "make the running edged re-read its configuration file (needs --admin; same as "
+                               "SIGHUP): exit 0 applied, 1 refused (the error names file:line:col: key)");
+  reload_->add_flag("--json", json_, "print the result as JSON");
+
   version_ = app.add_subcommand("version", "edgectl's version, and edged's with --admin");
   version_->add_flag("--json", json_, "print JSON");
 
@@ -410,6 +415,30 @@ std::optional<int> OperatorCommands::run(std::string const& store_path) {
     }
     if (rows.size() == 1) std::cout << "no certificates stored yet\n";
     else print_table(rows);
+    return 0;
+  }
+
+  // --- reload ---------------------------------------------------------------------
+  if (*reload_) {
+    if (!source.live()) {
+      std::cerr << "edgectl: reload needs the running edged's admin API (--admin URL or EDGE_ADMIN)\n";
+      return 1;
+    }
+    json::value result;
+    try {
+      result = source.call("config.reload");
+    } catch (std::exception const& e) {
+      std::cerr << "edgectl: reload refused, edged keeps its running configuration: " << e.what() << '\n';
+      return 1;
+    }
+    if (json_) {
+      std::cout << json::serialize(result) << '\n';
+      return 0;
+    }
+    auto const& o = result.as_object();
+    std::cout << "reloaded\n";
+    for (auto const& a : o.at("applied").as_array()) std::cout << "  applied: " << text(a) << '\n';
+    for (auto const& r : o.at("restart_required").as_array()) std::cout << "  needs a restart: " << text(r) << '\n';
     return 0;
   }
 

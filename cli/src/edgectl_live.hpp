@@ -28,6 +28,7 @@ class OperatorCommands {
   CLI::App* import_ = nullptr;
   CLI::App* check_ = nullptr;
   CLI::App* version_ = nullptr;
+  CLI::App* reload_ = nullptr;
   bool json_ = false;
   std::string import_name_, import_cert_, import_key_;
   double warn_days_ = 21, crit_days_ = 7;

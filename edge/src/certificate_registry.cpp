@@ -194,13 +194,34 @@ CertificateRegistry::CertificateRegistry(TlsPolicy policy)
 
 CertificateRegistry::~CertificateRegistry() = default;
 
+TlsPolicy CertificateRegistry::policy() const {
+  std::lock_guard lock(writer_);
+  return policy_;
+}
+
+std::shared_ptr<TlsPolicy const> CertificateRegistry::current_policy() const {
+  std::lock_guard lock(writer_);
+  return shared_policy_;
+}
+
+std::vector<std::string> CertificateRegistry::replace_all(std::vector<store::CertificateRecord> const& records,
+                                                          TlsPolicy policy, Check check) {
+  {
+    std::lock_guard lock(writer_);
+    policy_ = std::move(policy);
+    shared_policy_ = std::make_shared<TlsPolicy const>(policy_);
+  }
+  return replace_all(records, check);
+}
+
 std::vector<std::string> CertificateRegistry::replace_all(std::vector<store::CertificateRecord> const& records,
                                                           Check check) {
+  auto const shared_policy = current_policy();
   std::vector<std::string> errors;
   std::vector<std::shared_ptr<ServedCertificate const>> served;
   served.reserve(records.size());
   for (auto const& record : records) {
-    auto cert = std::make_shared<ServedCertificate const>(record, shared_policy_);
+    auto cert = std::make_shared<ServedCertificate const>(record, shared_policy);
     if (check == Check::now) {
       std::string why;
       if (!cert->context(&why)) {
@@ -215,6 +236,7 @@ std::vector<std::string> CertificateRegistry::replace_all(std::vector<store::Cer
 }
 
 std::vector<std::string> CertificateRegistry::check_contexts(std::stop_token stop) {
+  auto const shared_policy = current_policy();
   std::vector<std::string> errors;
   std::vector<std::string> broken;  // names
   for (auto const& cert : current_.load()->all()) {
@@ -222,7 +244,7 @@ std::vector<std::string> CertificateRegistry::check_contexts(std::stop_token sto
     if (cert->context_built()) continue;
     std::string why;
     // A throw-away context: the served one is built when a handshake needs it.
-    if (!make_certificate_context(*shared_policy_, cert->chain_pem(), cert->key_pem(), AlpnPolicy::http, why)) {
+    if (!make_certificate_context(*shared_policy, cert->chain_pem(), cert->key_pem(), AlpnPolicy::http, why)) {
       errors.push_back(cert->name + ": " + why);
       broken.push_back(cert->name);
     }
@@ -243,7 +265,7 @@ std::vector<std::string> CertificateRegistry::check_contexts(std::stop_token sto
 
 std::vector<std::string> CertificateRegistry::put(store::CertificateRecord const& record) {
   std::vector<std::string> errors;
-  auto cert = std::make_shared<ServedCertificate const>(record, shared_policy_);
+  auto cert = std::make_shared<ServedCertificate const>(record, current_policy());
   // Built now: an import or renewal wants its error at once, and a swapped-in
   // certificate is about to be used.
   std::string why;

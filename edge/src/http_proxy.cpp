@@ -1,4 +1,5 @@
 #include "http_proxy.hpp"
+#include "connection_control.hpp"
 
 #include <edge/proxy/proxy_metrics.hpp>
 
@@ -365,7 +366,8 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
   bool const body_unread = has_body && !parser.is_done();
   strip_hop_by_hop(res);
   res.version(client_version);
-  bool const keep_client = client_keep_alive && !body_unread;
+  // A stopping server finishes this response and closes (graceful stop).
+  bool const keep_client = client_keep_alive && !body_unread && !(client.control && client.control->draining());
   res.keep_alive(keep_client);
   if (config.server_header) res.set(http::field::server, "edge");
   else res.erase(http::field::server);
@@ -394,12 +396,16 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
 asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, UpstreamPool& pool,
                                  HttpClientInfo const& client) {
   beast::flat_buffer buffer;
-  for (;;) {
+  for (bool served = false;; served = true) {
+    // Graceful stop: a connection that had its answer gets no further request.
+    if (served && client.control && client.control->draining()) break;
     http::request_parser<http::buffer_body> parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(boost::none);  // bodies stream; nothing is buffered whole
     beast::get_lowest_layer(stream).expires_after(config.client_timeout);
+    if (client.control) client.control->set_idle(served && buffer.size() == 0);  // a stop closes it at once
     auto [read_error, read] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
+    if (client.control) client.control->set_idle(false);
     if (read_error == http::error::end_of_stream) break;
     if (read_error) {
       // A closed, reset or idle connection has no one to answer; a bad request does.

@@ -25,9 +25,12 @@ class PrereadStream : public boost::beast::buffered_read_stream<boost::beast::tc
 };
 using TlsStream = boost::beast::ssl_stream<PrereadStream>;
 
+class ConnectionControl;
+
 struct HttpClientInfo {
   std::string address;      // for X-Forwarded-For / X-Real-IP
   std::string server_name;  // SNI, for X-Forwarded-Host when Host is missing
+  ConnectionControl* control = nullptr;  // graceful stop: idle between requests, draining
 };
 
 class UpstreamPool;

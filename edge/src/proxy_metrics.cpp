@@ -32,6 +32,8 @@ struct alignas(64) ProxyMetrics::Counters {
   std::array<std::atomic<std::uint64_t>, proxy_error_count> errors{};
   std::atomic<std::uint64_t> rate_limited_requests{0};
   std::atomic<std::uint64_t> rate_limited_connections{0};
+  std::atomic<std::uint64_t> over_capacity{0};
+  std::atomic<std::uint64_t> accept_errors{0};
 };
 
 namespace {
@@ -65,6 +67,8 @@ ProxyMetrics::Snapshot ProxyMetrics::snapshot() const {
     for (std::size_t i = 0; i < proxy_error_count; ++i) out.errors[i] += w->errors[i].load(relaxed);
     out.rate_limit_requests_rejected += w->rate_limited_requests.load(relaxed);
     out.rate_limit_connections_rejected += w->rate_limited_connections.load(relaxed);
+    out.connections_over_capacity += w->over_capacity.load(relaxed);
+    out.accept_errors += w->accept_errors.load(relaxed);
   }
   out.upstream_timeouts = out.errors[static_cast<std::size_t>(ProxyError::upstream_timeout)];
   return out;
@@ -94,6 +98,14 @@ void rate_limited_request() noexcept {
 
 void rate_limited_connection() noexcept {
   if (bound) add(bound->rate_limited_connections);
+}
+
+void connection_over_capacity() noexcept {
+  if (bound) add(bound->over_capacity);
+}
+
+void accept_error() noexcept {
+  if (bound) add(bound->accept_errors);
 }
 
 }  // namespace count

@@ -17,6 +17,7 @@
 #include <optional>
 
 #include "client_hello.hpp"
+#include "connection_control.hpp"
 #include "client_hello_preread.hpp"
 #include "handshake_classifier.hpp"
 #include "http_proxy.hpp"
@@ -442,8 +443,9 @@ asio::awaitable<void> pass_through(PrereadStream& stream, TlsRoute const& route,
 
 }  // namespace
 
-asio::awaitable<void> serve_connection(tcp::socket socket, SessionEnvironment const& env,
-                                       ListenerContext const& listener, std::string connection_id) {
+asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<SessionEnvironment const> environment,
+                                       ListenerContext listener, std::string connection_id) {
+  SessionEnvironment const& env = *environment;  // kept alive by `environment` for the connection's life
   auto const started = std::chrono::steady_clock::now();
   count::ActiveConnection const active;  // edge_connections_active
   HandshakeEvent event;
@@ -463,6 +465,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, SessionEnvironment co
 
   TlsStream stream(std::move(socket), env.ssl_context);
   auto& raw = stream.next_layer();
+  ConnectionControl control(listener.connections, beast::get_lowest_layer(stream).socket());
   beast::get_lowest_layer(stream).expires_after(env.config.tls.handshake_timeout);
   auto finish_early = [&](HandshakeOutcome outcome) {
     event.outcome = outcome;
@@ -555,8 +558,10 @@ asio::awaitable<void> serve_connection(tcp::socket socket, SessionEnvironment co
   bool const tcp_upstream = route && !route->http;
   if (tcp_upstream) event.upstream = route->upstream.text();
   HttpClientInfo client{event.client_address, state.server_name};
+  client.control = &control;
   ClientEndpoints const endpoints{event.client_address, event.client_port, event.server_address, event.server_port};
   env.log.submit(std::move(event));
+  control.set_recorded();  // a stop may now end this connection with its event loop
 
   if (handshake_error) {
     if (plain_http) co_await answer_plain_http(beast::get_lowest_layer(stream));

@@ -7,6 +7,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 
+#include <memory>
 #include <string>
 
 namespace edge::proxy {
@@ -17,7 +18,8 @@ class HandshakeLog;
 class SniPolicies;
 class TicketKeyRing;
 
-// Shared by all connections of a server; read-only after start.
+// Shared by the connections of one configuration generation; read-only. A
+// connection holds the generation (through its shared_ptr) for life.
 struct SessionEnvironment {
   ProxyConfig const& config;
   bool preread;  // routing needs the ClientHello before TLS (needs_preread)
@@ -30,6 +32,7 @@ struct SessionEnvironment {
 };
 
 class UpstreamPool;
+class ConnectionSet;
 
 // One listen address as a connection sees it, and the worker's own state.
 struct ListenerContext {
@@ -37,13 +40,15 @@ struct ListenerContext {
   UnknownSniPolicy unknown_sni = UnknownSniPolicy::default_certificate;
   bool proxy_protocol = false;        // a PROXY header comes first
   UpstreamPool* upstreams = nullptr;  // the accepting worker's pool
+  ConnectionSet* connections = nullptr;  // the accepting worker's open connections (graceful stop)
 };
 
 // Installs the ClientHello callback that picks the certificate per handshake,
 // and the ticket-key callback when `tickets` is set.
 void install_certificate_selection(SSL_CTX* base_context, bool tickets);
 
-boost::asio::awaitable<void> serve_connection(boost::asio::ip::tcp::socket socket, SessionEnvironment const& env,
-                                              ListenerContext const& listener, std::string connection_id);
+boost::asio::awaitable<void> serve_connection(boost::asio::ip::tcp::socket socket,
+                                              std::shared_ptr<SessionEnvironment const> environment,
+                                              ListenerContext listener, std::string connection_id);
 
 }  // namespace edge::proxy

@@ -67,6 +67,19 @@ TEST(ConfigLoader, ValueErrorsPointAtTheValue) {
             "edge.yaml:5:19: proxy.http.routes[0].upstream: expected an http:// URL, got \"ftp://x/\"");
 }
 
+TEST(ConfigLoader, LifecycleKeys) {
+  auto defaults = parse_config("proxy:\n  workers: 1\n", "edge.yaml", "/etc/edge");
+  ASSERT_TRUE(defaults) << defaults.error().message;
+  EXPECT_EQ(defaults->proxy.shutdown_grace, std::chrono::seconds(10));
+  EXPECT_EQ(defaults->proxy.max_connections, 0u);  // derived from RLIMIT_NOFILE by the server
+  auto set = parse_config("proxy:\n  shutdown_grace_secs: 3\n  max_connections: 500\n", "edge.yaml", "/etc/edge");
+  ASSERT_TRUE(set) << set.error().message;
+  EXPECT_EQ(set->proxy.shutdown_grace, std::chrono::seconds(3));
+  EXPECT_EQ(set->proxy.max_connections, 500u);
+  EXPECT_EQ(error_of("proxy:\n  shutdown_grace_secs: -1\n"),
+            "edge.yaml:2:24: proxy.shutdown_grace_secs: expected an integer in 0..3600, got \"-1\"");
+}
+
 TEST(ConfigLoader, AcmeModeNeedsDirectory) {
   EXPECT_EQ(error_of("proxy:\n  tls:\n    mode: acme\n"), "edge.yaml:3:5: proxy.tls.acme.directory: required when mode is acme");
 }

@@ -1,4 +1,7 @@
 #include <edge/proxy/config.hpp>
+#include <edge/proxy/server.hpp>
+
+#include <sys/resource.h>
 
 #include <gtest/gtest.h>
 
@@ -26,6 +29,16 @@ TEST(ListenAddress, ExplainsWhatIsWrong) {
   EXPECT_FALSE(parse_listen_address("127.0.0.1:0", a, why));
   EXPECT_FALSE(parse_listen_address("127.0.0.1:http", a, why));
   EXPECT_EQ(why, "\"http\" is not a port number");
+}
+
+// The connection cap leaves room for two descriptors per proxied connection
+// and 64 for the store, logs and admin API.
+TEST(ConnectionCap, DerivedFromTheDescriptorLimit) {
+  EXPECT_EQ(default_max_connections(256), 96u);
+  EXPECT_EQ(default_max_connections(1024), 480u);
+  EXPECT_EQ(default_max_connections(1048576), 524256u);
+  EXPECT_EQ(default_max_connections(50), 16u);  // a floor, so that a tiny limit still serves
+  EXPECT_EQ(default_max_connections(RLIM_INFINITY), default_max_connections(1u << 20));
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -33,6 +34,9 @@ class CertificateRegistry {
   // each context is built by the first handshake that selects it.
   // Thread: any (not the I/O threads with Check::now: building contexts parses keys).
   std::vector<std::string> replace_all(std::vector<store::CertificateRecord> const& records, Check check = Check::now);
+  // Same, under a new TLS policy (config reload): later puts use it too.
+  std::vector<std::string> replace_all(std::vector<store::CertificateRecord> const& records, TlsPolicy policy,
+                                       Check check = Check::now);
 
   // Parses every certificate of the current set whose context is not built
   // yet (and frees the context again: memory is spent on first use only), and
@@ -46,9 +50,12 @@ class CertificateRegistry {
   std::vector<std::string> put(store::CertificateRecord const& record);
 
   std::shared_ptr<CertificateSet const> snapshot() const noexcept;
-  TlsPolicy const& policy() const noexcept { return policy_; }
+  TlsPolicy policy() const;
 
  private:
+  std::shared_ptr<TlsPolicy const> current_policy() const;
+
+  mutable std::mutex writer_;  // writers only (the policy); handshakes take the snapshot
   TlsPolicy policy_;
   std::shared_ptr<TlsPolicy const> shared_policy_;  // what lazily built contexts apply
   std::atomic<std::shared_ptr<CertificateSet const>> current_;

@@ -143,6 +143,8 @@ struct ProxyConfig {
   std::vector<HttpRoute> routes;
   unsigned workers = 0;  // 0 = one per core
   InboundProxyProtocol proxy_protocol;
+  std::chrono::seconds shutdown_grace{10};  // SIGTERM: in-flight connections may finish for this long
+  std::size_t max_connections = 0;          // open connections beyond which new ones are closed; 0 = from RLIMIT_NOFILE
 };
 
 // True when some connection must be routed before TLS terminates (a

@@ -51,6 +51,8 @@ class ProxyMetrics {
     std::uint64_t upstream_timeouts = 0;
     std::uint64_t rate_limit_requests_rejected = 0;
     std::uint64_t rate_limit_connections_rejected = 0;
+    std::uint64_t connections_over_capacity = 0;  // closed at accept: proxy.max_connections reached
+    std::uint64_t accept_errors = 0;              // failed accepts (EMFILE, ENFILE, ENOBUFS...)
     std::vector<std::int64_t> active_per_worker;
   };
 
@@ -104,6 +106,8 @@ void request(unsigned status) noexcept;        // once per response sent to a cl
 void error(ProxyError error) noexcept;         // the proxy's own error answers
 void rate_limited_request() noexcept;          // a request refused by a rate limit
 void rate_limited_connection() noexcept;       // a connection refused by a connection limit
+void connection_over_capacity() noexcept;      // closed at accept: proxy.max_connections reached
+void accept_error() noexcept;                  // accept failed (out of descriptors or buffers)
 
 }  // namespace count
 }  // namespace edge::proxy
