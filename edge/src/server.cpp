@@ -1,6 +1,7 @@
 #include "tls_session.hpp"
 #include "upstream_pool.hpp"
 
+#include <edge/proxy/access_log.hpp>
 #include <edge/proxy/certificate_registry.hpp>
 #include <edge/proxy/challenge_registry.hpp>
 #include <edge/proxy/handshake_log.hpp>
@@ -140,6 +141,7 @@ struct Server::Impl {
   asio::ssl::context ssl_context{asio::ssl::context::tls_server};
   SniPolicies sni_policies;
   std::unique_ptr<TicketKeyRing> tickets;
+  std::unique_ptr<AccessLog> access_log;  // before env, which points to it
   SessionEnvironment env;
   std::string run_id;
   std::unique_ptr<ProxyMetrics> metrics;  // outlives the workers' connections
@@ -150,7 +152,9 @@ struct Server::Impl {
         sni_policies(config.tls.sni, config.tls.default_route),
         tickets(config.tls.session_tickets ? std::make_unique<TicketKeyRing>(config.tls.ticket_key_rotation)
                                            : nullptr),
-        env{config, needs_preread(config.tls), ssl_context, certificates, challenges, sni_policies, tickets.get(), log} {
+        access_log(config.access_log_file.empty() ? nullptr : std::make_unique<AccessLog>(config.access_log_file)),
+        env{config,       needs_preread(config.tls), ssl_context, certificates, challenges, sni_policies, tickets.get(),
+            log,          access_log.get()} {
     apply_tls_policy(ssl_context.native_handle(), config.tls);
     install_certificate_selection(ssl_context.native_handle(), tickets != nullptr);
     char run[17];
@@ -179,6 +183,10 @@ Server::Server(ProxyConfig config, CertificateRegistry& certificates, ChallengeR
 Server::~Server() { stop(); }
 
 ProxyMetrics const& Server::metrics() const noexcept { return *impl_->metrics; }
+
+void Server::reopen_access_log() noexcept {
+  if (impl_->access_log) impl_->access_log->reopen();
+}
 
 void Server::start() {
   for (auto& worker : impl_->workers) {
