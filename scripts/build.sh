@@ -4,6 +4,8 @@
 #   BUILD_TARGETS="edged edgectl" builds only those (default: everything, tests included)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# ccache hits across clones and worktrees: paths relative to the checkout.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$root}" CCACHE_NOHASHDIR=1
 build_type="${BUILD_TYPE:-Release}"
 cmake -S "$root" -B "$root/build" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" "$@" >/dev/null
 targets=()

@@ -156,7 +156,9 @@ RpcResult stats_tls(MethodContext& c, Params& p) {
     out["records"] = json::object{{"written", log->written()},
                                   {"dropped", log->dropped()},
                                   {"folded", log->folded()},
-                                  {"store_failures", log->store_failures()}};
+                                  {"store_failures", log->store_failures()},
+                                  {"store_held", log->store_held()},
+                                  {"store_lost", log->store_lost()}};
   }
   return json::value(std::move(out));
 }
@@ -416,6 +418,14 @@ std::string render_metrics(MethodContext& c, MetricsFormat format) {
     out.sample("_total", {}, log->dropped());
     out.family("edge_handshake_records_written", "counter", "Handshake records handed to the sinks.");
     out.sample("_total", {}, log->written());
+    out.family("edge_handshake_store_write_failures", "counter",
+               "Failed writes of handshake records to the store (each retried).");
+    out.sample("_total", {}, log->store_failures());
+    out.family("edge_handshake_records_held", "gauge", "Handshake records held in memory until the store takes writes.");
+    out.sample("", {}, log->store_held());
+    out.family("edge_handshake_records_store_lost", "counter",
+               "Handshake records never stored: the store failed past the hold capacity or at shutdown.");
+    out.sample("_total", {}, log->store_lost());
   }
   out.family("edge_admin_unauthorized", "counter", "Admin API requests refused with 401.");
   out.sample("_total", {}, c.unauthorized);

@@ -134,7 +134,7 @@ void read_certificates(Reader const& r, YAML::Node const& list, std::string cons
       if (!node["certificate"]) r.fail(node, item, "missing key \"certificate\"");
       if (!node["private_key"]) r.fail(node, item, "missing key \"private_key\"");
       config.manual_certificates.push_back({name, r.path(node["certificate"], item + ".certificate"),
-                                            r.path(node["private_key"], item + ".private_key")});
+                                            private_key_path(r, node["private_key"], item + ".private_key", config)});
     }
   }
 }

@@ -1,6 +1,9 @@
 #include "config_loader.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -286,6 +289,26 @@ proxy::SniEntry sni_entry(Reader const& r, YAML::Node const& node, std::string c
   return entry;
 }
 
+}  // namespace
+
+std::filesystem::path private_key_path(Reader const& r, YAML::Node const& node, std::string const& key,
+                                       EdgeConfig const& config) {
+  auto path = r.path(node, key);
+  struct stat st{};
+  // A missing file is reported when edged imports it; here only its mode.
+  if (config.allow_world_readable_keys || ::stat(path.c_str(), &st) != 0) return path;
+  if ((st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    r.fail(node, key,
+           path.string() + " is readable or writable by other users (mode " + mode +
+               "); chmod 600 it, or set proxy.tls.allow_world_readable_keys: true");
+  }
+  return path;
+}
+
+namespace {
+
 void read_routing(Reader const& r, YAML::Node const& routing, EdgeConfig& config) {
   std::string const key = "proxy.tls.routing";
   r.only_keys(routing, key, {"sni", "default"});
@@ -312,7 +335,11 @@ void read_tls(Reader const& r, YAML::Node const& tls, EdgeConfig& config) {
   r.only_keys(tls, key,
               {"mode", "acme", "certificates", "certificate", "private_key", "handshake_timeout_secs",
                "min_protocol_version", "max_protocol_version", "session_cache", "session_cache_size", "session_tickets",
-               "session_ticket_rotation_secs", "cipher_suites", "ciphers", "groups", "unknown_sni", "routing"});
+               "session_ticket_rotation_secs", "cipher_suites", "ciphers", "groups", "unknown_sni", "routing",
+               "allow_world_readable_keys"});
+  // Read first: the manual certificates below are checked against it.
+  if (auto v = tls["allow_world_readable_keys"])
+    config.allow_world_readable_keys = r.boolean(v, key + ".allow_world_readable_keys");
   if (auto mode = tls["mode"]) {
     auto const text = r.string(mode, key + ".mode");
     if (text == "acme")
@@ -338,7 +365,7 @@ void read_tls(Reader const& r, YAML::Node const& tls, EdgeConfig& config) {
         r.fail(present, key + ".certificate", "a certificate named \"default\" is also listed");
     }
     config.manual_certificates.push_back({"default", r.path(tls["certificate"], key + ".certificate"),
-                                          r.path(tls["private_key"], key + ".private_key")});
+                                          private_key_path(r, tls["private_key"], key + ".private_key", config)});
   }
   if (auto t = tls["handshake_timeout_secs"]) {
     config.proxy.tls.handshake_timeout = std::chrono::seconds(r.integer(t, key + ".handshake_timeout_secs", 1, 3600));
@@ -405,7 +432,10 @@ void read_proxy(Reader const& r, YAML::Node const& proxy, EdgeConfig& config) {
   if (auto w = proxy["workers"]) config.proxy.workers = static_cast<unsigned>(r.integer(w, "proxy.workers", 0, 256));
   if (auto tls = proxy["tls"]) read_tls(r, tls, config);
   if (auto http = proxy["http"]) {
-    r.only_keys(http, "proxy.http", {"upstream_timeout_secs", "routes", "server_header", "pool", "access_log"});
+    r.only_keys(http, "proxy.http", {"upstream_timeout_secs", "client_timeout_secs", "routes", "server_header", "pool", "access_log"});
+    if (auto t = http["client_timeout_secs"]) {
+      config.proxy.client_timeout = std::chrono::seconds(r.integer(t, "proxy.http.client_timeout_secs", 1, 86400));
+    }
     if (auto pool = http["pool"]) {
       r.only_keys(pool, "proxy.http.pool", {"max_idle", "max_connections", "wait_timeout_ms", "idle_timeout_secs"});
       auto& p = config.proxy.pool;

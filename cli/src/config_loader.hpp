@@ -30,6 +30,9 @@ struct EdgeConfig {
   TlsMode mode = TlsMode::manual;
   acme::AcmeConfig acme;
   std::vector<ManualCertificate> manual_certificates;
+  // proxy.tls.allow_world_readable_keys: manual private keys that others may
+  // read or write are refused unless this is set.
+  bool allow_world_readable_keys = false;
   // file: "-" = stdout, empty = none; store_path is filled in from store.path.
   proxy::HandshakeLogOptions handshake_log;
   bool handshake_log_store = true;  // handshake_log.store: rows in the SQLite store

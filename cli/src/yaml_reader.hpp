@@ -128,6 +128,10 @@ inline bool is_dns_name(std::string_view name) {
 // Sections read in their own files.
 void read_acme(Reader const& r, YAML::Node const& acme, std::string const& key, EdgeConfig& config);
 void read_certificates(Reader const& r, YAML::Node const& list, std::string const& key, EdgeConfig& config);
+// A manual private key's path; fails when the file exists and other users may
+// read or write it (unless proxy.tls.allow_world_readable_keys).
+std::filesystem::path private_key_path(Reader const& r, YAML::Node const& node, std::string const& key,
+                                       EdgeConfig const& config);
 // The root's admin: and metrics: sections (admin_config_loader.cpp).
 void read_operator_sections(Reader const& r, YAML::Node const& root, EdgeConfig& config);
 

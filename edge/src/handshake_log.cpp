@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <random>
 #include <unordered_map>
 
@@ -134,6 +135,11 @@ struct HandshakeLog::Sinks {
   std::vector<HandshakeEvent> ready;  // records to write in this round
   std::chrono::steady_clock::time_point next_prune{};
   std::uint64_t dropped_reported = 0;
+  // Rows the store refused (disk full, read-only, locked): kept and written
+  // with the next batch once the store takes writes again, oldest first.
+  std::deque<store::HandshakeRecord> held;
+  bool store_failing = false;
+  std::chrono::steady_clock::time_point next_store_retry{};
   ~Sinks() {
     if (file && owns_file) std::fclose(file);
   }
@@ -246,6 +252,52 @@ void HandshakeLog::rotate_if_needed() {
   open_file();
 }
 
+void HandshakeLog::write_rows(std::vector<store::HandshakeRecord>& rows, bool final) {
+  auto& held = sinks_->held;
+  auto const now = std::chrono::steady_clock::now();
+  if (!held.empty()) {
+    rows.insert(rows.begin(), std::make_move_iterator(held.begin()), std::make_move_iterator(held.end()));
+    held.clear();
+  }
+  // While the store fails, one attempt a second: each may wait out SQLite's
+  // busy timeout, and the records are safe in memory meanwhile.
+  bool const attempt = !sinks_->store_failing || final || now >= sinks_->next_store_retry;
+  std::string why;
+  if (attempt) {
+    auto written = sinks_->store->append_handshakes(rows);
+    if (written) {
+      if (sinks_->store_failing) {
+        std::fprintf(stderr, "edged: handshake log: store takes writes again; %zu held records written\n",
+                     rows.size());
+        sinks_->store_failing = false;
+      }
+      store_held_.store(0, std::memory_order_relaxed);
+      return;
+    }
+    why = written.error().message;
+    store_failures_.fetch_add(1, std::memory_order_relaxed);
+    sinks_->next_store_retry = now + std::chrono::seconds(1);
+    if (!sinks_->store_failing) {
+      std::fprintf(stderr, "edged: handshake log: store refused %zu records, holding them for a retry: %s\n",
+                   rows.size(), why.c_str());
+      sinks_->store_failing = true;
+    }
+  }
+  // Bounded: past the cap the oldest rows are given up (and counted), so a
+  // store that never recovers cannot exhaust memory; at stop nothing is left
+  // to retry with.
+  std::size_t const cap = final ? 0 : options_.store_hold_capacity;
+  std::size_t const excess = rows.size() > cap ? rows.size() - cap : 0;
+  if (excess > 0) {
+    store_lost_.fetch_add(excess, std::memory_order_relaxed);
+    std::fprintf(stderr, "edged: handshake log: store still failing, %zu records not stored%s\n", excess,
+                 why.empty() ? "" : (": " + why).c_str());
+  }
+  held.assign(std::make_move_iterator(rows.begin() + static_cast<std::ptrdiff_t>(excess)),
+              std::make_move_iterator(rows.end()));
+  store_held_.store(held.size(), std::memory_order_relaxed);
+}
+
 void HandshakeLog::write_batch(std::vector<HandshakeEvent>& batch, bool final) {
   auto const now = std::chrono::steady_clock::now();
   std::bernoulli_distribution keep_success(std::clamp(options_.sample_success, 0.0, 1.0));
@@ -291,13 +343,7 @@ void HandshakeLog::write_batch(std::vector<HandshakeEvent>& batch, bool final) {
     std::fflush(sinks_->file);
     rotate_if_needed();
   }
-  if (sinks_->store && !rows.empty()) {
-    if (auto written = sinks_->store->append_handshakes(rows); !written) {
-      store_failures_.fetch_add(rows.size(), std::memory_order_relaxed);
-      std::fprintf(stderr, "edged: handshake log: %zu records not stored: %s\n", rows.size(),
-                   written.error().message.c_str());
-    }
-  }
+  if (sinks_->store && (!rows.empty() || !sinks_->held.empty())) write_rows(rows, final);
   if (sinks_->store && (options_.retention_age.count() > 0 || options_.retention_rows > 0) &&
       now >= sinks_->next_prune) {
     sinks_->next_prune = now + std::chrono::seconds(60);

@@ -45,7 +45,6 @@ bool HttpRoute::matches(std::string_view host_header, std::string_view path_only
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-constexpr auto kClientIdleTimeout = std::chrono::seconds(60);
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;  // beyond it: 431
 constexpr std::size_t kChunk = 16 * 1024;          // bodies stream through a buffer of this size
 constexpr unsigned kClientClosed = 499;            // nginx's status for "the client went away first"
@@ -307,7 +306,7 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
     }
     if (has_body && !(expect_continue && res_parser->is_header_done())) {
       auto const streamed = co_await stream_body(stream, buffer, parser, connection->stream, serializer,
-                                                 kClientIdleTimeout, config.upstream_timeout, log.bytes_in);
+                                                 config.client_timeout, config.upstream_timeout, log.bytes_in);
       if (streamed.error && streamed.reading) co_return client_left();  // the upstream connection is dropped
       if (streamed.error) {
         co_return co_await answer(upstream_error(streamed.error), "request body failed",
@@ -363,7 +362,7 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
   if (header_error) co_return client_left();
   count::request(res.result_int());
   auto const streamed = co_await stream_body(connection->stream, connection->buffer, *res_parser, stream,
-                                             res_serializer, config.upstream_timeout, kClientIdleTimeout,
+                                             res_serializer, config.upstream_timeout, config.client_timeout,
                                              log.bytes_out);
   log.upstream_duration_us = micros(Clock::now() - upstream_started);
   if (streamed.error && !streamed.reading) {
@@ -387,7 +386,7 @@ asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, U
     http::request_parser<http::buffer_body> parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(boost::none);  // bodies stream; nothing is buffered whole
-    beast::get_lowest_layer(stream).expires_after(kClientIdleTimeout);
+    beast::get_lowest_layer(stream).expires_after(config.client_timeout);
     auto [read_error, read] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
     if (read_error == http::error::end_of_stream) break;
 

@@ -1,5 +1,7 @@
 // SQLite implementation of the store: one connection per Store object, WAL so
 // edged's threads and edgectl can read while another connection writes.
+#include <sys/statvfs.h>
+
 #include <edge/store/store.hpp>
 
 #include <boost/json.hpp>
@@ -953,6 +955,11 @@ Result<std::unique_ptr<Store>> open_sqlite_store(std::filesystem::path const& pa
   }
   probe->reset();
 
+  struct statvfs fs{};
+  auto const directory = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  if (::statvfs(directory.c_str(), &fs) == 0 && (fs.f_flag & ST_RDONLY) != 0)
+    return StoreError{name + ": on a read-only file system; edged writes its store (certificates, ACME state, "
+                             "handshake records): mount it read-write"};
   auto store = SqliteStore::connect(name, SQLITE_OPEN_READWRITE);
   if (!store) return store.error();
   if (auto r = (*store)->enable_wal(); !r) return r.error();

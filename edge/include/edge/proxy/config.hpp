@@ -179,6 +179,10 @@ struct ProxyConfig {
   TlsPolicy tls;
   bool server_header = true;  // proxy.http.server_header: "Server: edge" on responses
   std::chrono::seconds upstream_timeout{60};
+  // proxy.http.client_timeout_secs: a request head (from the end of the last
+  // response, idle time included) and each body read must arrive within it;
+  // what slow-header (slowloris) clients run into.
+  std::chrono::seconds client_timeout{60};
   std::vector<HttpRoute> routes;
   UpstreamPoolLimits pool;
   std::string access_log_file;  // proxy.http.access_log.file; "-" = stdout; empty = off

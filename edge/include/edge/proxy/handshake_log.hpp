@@ -15,6 +15,10 @@
 #include <thread>
 #include <vector>
 
+namespace edge::store {
+struct HandshakeRecord;
+}
+
 namespace edge::proxy {
 
 struct HandshakeLogOptions {
@@ -27,6 +31,7 @@ struct HandshakeLogOptions {
   unsigned max_files = 5;                   // rotated files kept: file.1 .. file.N
   std::chrono::seconds retention_age{0};    // delete stored rows older than this (0 = keep)
   std::int64_t retention_rows = 0;          // keep at most this many stored rows (0 = no limit)
+  std::size_t store_hold_capacity = 100000; // rows kept in memory while the store refuses writes
 };
 
 // Sees every record on the writer thread, before sampling and damping: how
@@ -57,7 +62,11 @@ class HandshakeLog {
 
   std::uint64_t dropped() const noexcept { return dropped_.load(); }
   std::uint64_t written() const noexcept { return written_.load(); }
+  // Failed store writes (each retried with the next batch); rows held for
+  // that retry; rows given up because the store failed past the hold capacity.
   std::uint64_t store_failures() const noexcept { return store_failures_.load(); }
+  std::uint64_t store_held() const noexcept { return store_held_.load(); }
+  std::uint64_t store_lost() const noexcept { return store_lost_.load(); }
   std::uint64_t folded() const noexcept { return folded_.load(); }
 
   // Called before start(); the observer must outlive stop().
@@ -69,6 +78,7 @@ class HandshakeLog {
  private:
   void run();
   void write_batch(std::vector<HandshakeEvent>& batch, bool final);
+  void write_rows(std::vector<store::HandshakeRecord>& rows, bool final);
   void flush_damped(bool everything);
   void rotate_if_needed();
   void open_file();
@@ -84,6 +94,8 @@ class HandshakeLog {
   std::atomic<std::uint64_t> dropped_{0};
   std::atomic<std::uint64_t> written_{0};
   std::atomic<std::uint64_t> store_failures_{0};
+  std::atomic<std::uint64_t> store_held_{0};
+  std::atomic<std::uint64_t> store_lost_{0};
   std::atomic<std::uint64_t> folded_{0};
   std::atomic<bool> reopen_requested_{false};
   HandshakeObserver* observer_ = nullptr;
