@@ -9,7 +9,6 @@
 #include <edge/proxy/proxy_metrics.hpp>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -125,25 +124,64 @@ asio::awaitable<Streamed> stream_body(InStream& in, beast::flat_buffer& in_buffe
   co_return Streamed{};
 }
 
-// Completes (true) when the client has gone away: its side of the TCP
-// connection closed or reset. Only watches, never reads: the bytes of a
-// pipelined request stay where the next read finds them. Cancelled when the
-// operation it races finishes first.
-asio::awaitable<bool> client_gone(tcp::socket& socket) {
-  for (;;) {
-    auto [error] = co_await socket.async_wait(tcp::socket::wait_read, use_tuple);
-    if (error) co_return error != asio::error::operation_aborted;
-    // POLLRDHUP sees the FIN even behind unread bytes (a TLS close_notify,
-    // which in TLS 1.3 looks like application data from outside).
-    pollfd probe{socket.native_handle(), POLLRDHUP, 0};
-    if (::poll(&probe, 1, 0) > 0 && (probe.revents & (POLLRDHUP | POLLHUP | POLLERR))) co_return true;
-    // Data without a FIN (a pipelined request): readiness would fire at once
-    // again, so look every 100 ms instead.
-    asio::steady_timer pause(socket.get_executor(), std::chrono::milliseconds(100));
-    auto [cancelled] = co_await pause.async_wait(use_tuple);
-    if (cancelled) co_return false;
+// Watches the client's socket while the upstream is answering, without
+// reading from it (the bytes of a pipelined request stay where the next read
+// finds them): when the client's side closes or resets, the upstream stream
+// is cancelled so the pending read ends at once. A plain completion handler,
+// not a second coroutine raced against the read: this runs for every request.
+class ClientWatch {
+ public:
+  ClientWatch(tcp::socket& client, beast::tcp_stream& upstream)
+      : state_(std::make_shared<State>(client, upstream)) {
+    arm(state_);
   }
-}
+  ~ClientWatch() { stop(); }
+  ClientWatch(ClientWatch const&) = delete;
+  ClientWatch& operator=(ClientWatch const&) = delete;
+
+  // Ends the watch; its handlers then run (aborted) without touching either stream.
+  void stop() noexcept {
+    if (!state_->active) return;
+    state_->active = false;
+    boost::system::error_code ignored;
+    state_->client.cancel(ignored);
+    state_->timer.cancel();
+  }
+  bool client_gone() const noexcept { return state_->gone; }
+
+ private:
+  struct State {
+    State(tcp::socket& c, beast::tcp_stream& u) : client(c), upstream(u), timer(c.get_executor()) {}
+    tcp::socket& client;
+    beast::tcp_stream& upstream;
+    asio::steady_timer timer;
+    bool active = true;
+    bool gone = false;
+  };
+
+  static void arm(std::shared_ptr<State> const& state) {
+    state->client.async_wait(tcp::socket::wait_read, [state](boost::system::error_code error) {
+      if (!state->active || error) return;
+      // POLLRDHUP sees the FIN even behind unread bytes (a TLS close_notify,
+      // which in TLS 1.3 looks like application data from outside).
+      pollfd probe{state->client.native_handle(), POLLRDHUP, 0};
+      if (::poll(&probe, 1, 0) > 0 && (probe.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+        state->gone = true;
+        state->active = false;
+        state->upstream.cancel();
+        return;
+      }
+      // Data without a FIN (a pipelined request): readiness would fire at
+      // once again, so look every 100 ms instead.
+      state->timer.expires_after(std::chrono::milliseconds(100));
+      state->timer.async_wait([state](boost::system::error_code timer_error) {
+        if (!timer_error && state->active) arm(state);
+      });
+    });
+  }
+
+  std::shared_ptr<State> state_;
+};
 
 // A WebSocket (or any) Upgrade: the request and the 101 cross as HTTP, then
 // bytes flow both ways until either side closes.
@@ -211,7 +249,6 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
                                   http::request_parser<http::buffer_body>& parser, HttpRoute const& route,
                                   UpstreamPool& pool, ProxyConfig const& config, HttpClientInfo const& client,
                                   AccessRecord& log) {
-  using namespace asio::experimental::awaitable_operators;
   auto& req = parser.get();
   unsigned const client_version = req.version();
   bool const client_keep_alive = req.keep_alive();
@@ -318,14 +355,11 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
       for (;;) {
         // Waiting for the upstream is when a client most often gives up:
         // notice it, log 499 and drop the upstream connection.
-        auto raced = co_await (http::async_read_header(connection->stream, connection->buffer, *res_parser,
-                                                       use_tuple) ||
-                               client_gone(client_socket));
-        if (raced.index() == 1) {
-          if (std::get<1>(raced)) co_return client_left();
-          continue;
-        }
-        auto [read_error, m] = std::get<0>(raced);
+        ClientWatch watch(client_socket, upstream_tcp);
+        auto [read_error, m] =
+            co_await http::async_read_header(connection->stream, connection->buffer, *res_parser, use_tuple);
+        watch.stop();
+        if (watch.client_gone()) co_return client_left();
         if (read_error) {
           res_parser.reset();
           if (reused && !has_body && read_error != beast::error::timeout) break;  // retry on a fresh connection
