@@ -52,6 +52,7 @@ struct SessionFree {
 
 struct UpstreamPool::Entry {
   std::string key;
+  Upstream upstream;  // what the key was made from
   std::deque<std::unique_ptr<UpstreamConnection>> idle;
   std::shared_ptr<UpstreamSlots> slots = std::make_shared<UpstreamSlots>();
   // https: one client context per upstream and worker, and the last
@@ -116,14 +117,31 @@ void remember_session(std::unique_ptr<SSL_SESSION, SessionFree>& slot, SSL* ssl)
 
 }  // namespace
 
+namespace {
+
+bool same_upstream(Upstream const& a, Upstream const& b) {
+  return a.tls == b.tls && a.port == b.port && a.host == b.host &&
+         (!a.tls || (a.tls_options.verify == b.tls_options.verify && a.tls_options.sni == b.tls_options.sni &&
+                     a.tls_options.server_name == b.tls_options.server_name &&
+                     a.tls_options.ca_file == b.tls_options.ca_file));
+}
+
+}  // namespace
+
 UpstreamPool::Entry& UpstreamPool::entry(HttpRoute const& route) {
+  if (auto cached = by_route_.find(&route);
+      cached != by_route_.end() && same_upstream(cached->second->upstream, route.upstream)) {
+    return *cached->second;
+  }
   auto key = pool_key(route.upstream);
   auto it = entries_.find(key);
   if (it == entries_.end()) {
     auto fresh = std::make_unique<Entry>();
     fresh->key = key;
+    fresh->upstream = route.upstream;
     it = entries_.emplace(std::move(key), std::move(fresh)).first;
   }
+  by_route_[&route] = it->second.get();
   return *it->second;
 }
 

@@ -123,6 +123,10 @@ class UpstreamPool {
   struct Entry;
   Entry& entry(HttpRoute const& route);
   std::unordered_map<std::string, std::unique_ptr<Entry>> entries_;
+  // The entry last used by each route, checked against the route's upstream
+  // before use (a reload may reuse a route's address): no key string is built
+  // per request. Entries are never erased, so the pointers stay valid.
+  std::unordered_map<HttpRoute const*, Entry*> by_route_;
 };
 
 // "https://host:port|server_name|verify": connections are shared only by
