@@ -22,8 +22,11 @@ proxy::TlsVersion tls_version(Reader const& r, YAML::Node const& node, std::stri
 }
 
 proxy::HttpRoute route(Reader const& r, YAML::Node const& node, std::string const& key) {
-  r.only_keys(node, key, {"path", "path_prefix", "path_regex", "host", "type", "preserve_host", "upstream"});
+  r.only_keys(node, key,
+              {"path", "path_prefix", "path_regex", "host", "type", "preserve_host", "upstream", "upstream_tls",
+               "forward_headers", "name", "rate_limit"});
   proxy::HttpRoute out;
+  out.name = node["name"] ? r.string(node["name"], key + ".name") : key.substr(key.find("routes"));
   int matchers = 0;
   for (char const* name : {"path", "path_prefix"}) {
     if (auto v = node[name]) {
@@ -54,12 +57,17 @@ proxy::HttpRoute route(Reader const& r, YAML::Node const& node, std::string cons
   if (!node["upstream"]) r.fail(node, key, "missing key \"upstream\"");
   auto const& up = node["upstream"];
   out.upstream_text = r.string(up, key + ".upstream");
-  // http://host[:port][/path]; https upstreams come with the full proxy.
+  // http[s]://host[:port][/path]
   std::string_view rest = out.upstream_text;
-  if (!rest.starts_with("http://")) {
-    r.fail(up, key + ".upstream", "expected an http:// URL, got \"" + out.upstream_text + "\"");
+  if (rest.starts_with("https://")) {
+    out.upstream.tls = true;
+    out.upstream.port = 443;
+    rest.remove_prefix(8);
+  } else if (rest.starts_with("http://")) {
+    rest.remove_prefix(7);
+  } else {
+    r.fail(up, key + ".upstream", "expected an http:// or https:// URL, got \"" + out.upstream_text + "\"");
   }
-  rest.remove_prefix(7);
   auto const slash = rest.find('/');
   std::string authority(rest.substr(0, slash));
   out.upstream.base_path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
@@ -88,6 +96,52 @@ proxy::HttpRoute route(Reader const& r, YAML::Node const& node, std::string cons
     } catch (std::exception const&) {
       r.fail(up, key + ".upstream", "bad port \"" + port_text + "\"");
     }
+  }
+  if (auto t = node["upstream_tls"]) {
+    std::string const tkey = key + ".upstream_tls";
+    if (!out.upstream.tls) r.fail(t, tkey, "only for an https:// upstream");
+    r.only_keys(t, tkey, {"verify", "ca_file", "sni", "server_name"});
+    auto& o = out.upstream.tls_options;
+    if (t["verify"]) o.verify = r.boolean(t["verify"], tkey + ".verify");
+    if (t["sni"]) o.sni = r.boolean(t["sni"], tkey + ".sni");
+    if (t["server_name"]) o.server_name = r.string(t["server_name"], tkey + ".server_name");
+    if (t["ca_file"]) {
+      auto const file = r.path(t["ca_file"], tkey + ".ca_file");
+      std::ifstream probe(file);
+      if (!probe) r.fail(t["ca_file"], tkey + ".ca_file", "cannot read " + file.string());
+      o.ca_file = file.string();
+    }
+  }
+  if (out.websocket && out.upstream.tls) r.fail(up, key + ".upstream", "a websocket route needs an http:// upstream");
+  if (auto f = node["forward_headers"]) {
+    auto names = r.strings(f, key + ".forward_headers");
+    for (auto& name : names) {
+      if (name.empty()) r.fail(f, key + ".forward_headers", "empty header name");
+      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    }
+    out.forward_headers = std::move(names);
+  }
+  if (auto l = node["rate_limit"]) {
+    std::string const lkey = key + ".rate_limit";
+    r.only_keys(l, lkey, {"rate", "burst", "status", "max_connections", "max_connections_per_client",
+                          "concurrency_status"});
+    auto& o = out.limits;
+    if (l["rate"]) o.rate = static_cast<double>(r.integer(l["rate"], lkey + ".rate", 1, 1000000));
+    if (l["burst"]) o.burst = static_cast<double>(r.integer(l["burst"], lkey + ".burst", 1, 1000000));
+    if (l["burst"] && !l["rate"]) r.fail(l["burst"], lkey + ".burst", "needs rate");
+    if (o.rate > 0 && o.burst == 0) o.burst = o.rate;
+    if (l["status"]) o.status = static_cast<unsigned>(r.integer(l["status"], lkey + ".status", 400, 599));
+    if (l["max_connections"])
+      o.max_connections = static_cast<unsigned>(r.integer(l["max_connections"], lkey + ".max_connections", 1, 1000000));
+    if (l["max_connections_per_client"]) {
+      o.max_connections_per_client = static_cast<unsigned>(
+          r.integer(l["max_connections_per_client"], lkey + ".max_connections_per_client", 1, 1000000));
+    }
+    if (l["concurrency_status"]) {
+      o.concurrency_status =
+          static_cast<unsigned>(r.integer(l["concurrency_status"], lkey + ".concurrency_status", 400, 599));
+    }
+    out.limiter = proxy::make_rate_limiter(o);
   }
   return out;
 }
@@ -384,9 +438,32 @@ void read_proxy(Reader const& r, YAML::Node const& proxy, EdgeConfig& config) {
   if (auto w = proxy["workers"]) config.proxy.workers = static_cast<unsigned>(r.integer(w, "proxy.workers", 0, 256));
   if (auto tls = proxy["tls"]) read_tls(r, tls, config);
   if (auto http = proxy["http"]) {
-    r.only_keys(http, "proxy.http", {"upstream_timeout_secs", "client_timeout_secs", "routes", "server_header"});
+    r.only_keys(http, "proxy.http", {"upstream_timeout_secs", "client_timeout_secs", "routes", "server_header", "pool", "access_log"});
     if (auto t = http["client_timeout_secs"]) {
       config.proxy.client_timeout = std::chrono::seconds(r.integer(t, "proxy.http.client_timeout_secs", 1, 86400));
+    }
+    if (auto pool = http["pool"]) {
+      r.only_keys(pool, "proxy.http.pool", {"max_idle", "max_connections", "wait_timeout_ms", "idle_timeout_secs"});
+      auto& p = config.proxy.pool;
+      if (pool["max_idle"]) p.max_idle = r.integer(pool["max_idle"], "proxy.http.pool.max_idle", 0, 100000);
+      if (pool["max_connections"])
+        p.max_connections = r.integer(pool["max_connections"], "proxy.http.pool.max_connections", 0, 1000000);
+      if (pool["wait_timeout_ms"]) {
+        p.wait_timeout =
+            std::chrono::milliseconds(r.integer(pool["wait_timeout_ms"], "proxy.http.pool.wait_timeout_ms", 0, 3600000));
+      }
+      if (pool["idle_timeout_secs"]) {
+        p.idle_timeout =
+            std::chrono::seconds(r.integer(pool["idle_timeout_secs"], "proxy.http.pool.idle_timeout_secs", 1, 86400));
+      }
+    }
+    if (auto log = http["access_log"]) {
+      r.only_keys(log, "proxy.http.access_log", {"file"});
+      if (log["file"]) {
+        auto const file = r.string(log["file"], "proxy.http.access_log.file");
+        config.proxy.access_log_file =
+            file == "-" ? file : r.path(log["file"], "proxy.http.access_log.file").string();
+      }
     }
     if (auto v = http["server_header"]) config.proxy.server_header = r.boolean(v, "proxy.http.server_header");
     if (auto t = http["upstream_timeout_secs"]) {
@@ -396,6 +473,7 @@ void read_proxy(Reader const& r, YAML::Node const& proxy, EdgeConfig& config) {
       if (!routes.IsSequence()) r.fail(routes, "proxy.http.routes", "expected a list of routes");
       for (std::size_t i = 0; i < routes.size(); ++i) {
         config.proxy.routes.push_back(route(r, routes[i], Reader::index("proxy.http.routes", i)));
+        config.proxy.routes.back().index = i;
       }
     }
   }

@@ -340,8 +340,10 @@ int run(cli::EdgeConfig const& config, Invocation const& invocation) {
   int received = 0;
   while (sigwait(&signals, &received) == 0) {
     if (received == SIGUSR1) {
-      std::fprintf(stderr, "edged: SIGUSR1, reopening %s\n", config.handshake_log.file.c_str());
+      std::fprintf(stderr, "edged: SIGUSR1, reopening %s%s%s\n", config.handshake_log.file.c_str(),
+                   config.proxy.access_log_file.empty() ? "" : " and ", config.proxy.access_log_file.c_str());
       log.reopen();
+      server.reopen_access_log();
     } else if (received == SIGHUP) {
       if (!reloader) {
         std::fprintf(stderr, "edged: SIGHUP: running on built-in defaults, there is no file to reload\n");

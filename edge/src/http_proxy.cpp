@@ -1,19 +1,23 @@
 #include "http_proxy.hpp"
 #include "connection_control.hpp"
 
-#include <edge/proxy/proxy_metrics.hpp>
-
+#include "http_head.hpp"
+#include "rate_limiter.hpp"
 #include "tcp_relay.hpp"
 #include "upstream_pool.hpp"
 
+#include <edge/proxy/access_log.hpp>
 #include <edge/proxy/proxy_metrics.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http.hpp>
+
+#include <poll.h>
 
 #include <array>
 #include <cctype>
@@ -27,11 +31,11 @@ using tcp = asio::ip::tcp;
 bool HttpRoute::matches(std::string_view host_header, std::string_view path_only) const {
   if (!host.empty()) {
     auto const colon = host_header.rfind(':');
-    auto const name = (colon != std::string_view::npos && host_header.find(']') == std::string_view::npos &&
-                       host_header.find(':') == colon)
-                          ? host_header.substr(0, colon)
-                          : host_header;
-    if (!beast::iequals(name, host)) return false;
+    auto const host_name = (colon != std::string_view::npos && host_header.find(']') == std::string_view::npos &&
+                            host_header.find(':') == colon)
+                               ? host_header.substr(0, colon)
+                               : host_header;
+    if (!beast::iequals(host_name, host)) return false;
   }
   if (!path.empty()) return path_only == path;
   if (compiled_regex) return std::regex_search(path_only.begin(), path_only.end(), *compiled_regex);
@@ -43,40 +47,17 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;  // beyond it: 431
 constexpr std::size_t kChunk = 16 * 1024;          // bodies stream through a buffer of this size
+constexpr unsigned kClientClosed = 499;            // nginx's status for "the client went away first"
 
-// Hop-by-hop headers (RFC 9110 section 7.6.1) never cross the proxy; the
-// message framing (Content-Length / chunked) is kept so bodies stream as-is.
-template <class Fields>
-void strip_hop_by_hop(Fields& fields) {
-  std::vector<std::string> named;
-  for (auto const& f : fields) {
-    if (f.name() != http::field::connection) continue;
-    std::string_view value = f.value();
-    while (!value.empty()) {
-      auto comma = value.find(',');
-      auto token = value.substr(0, comma);
-      while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
-      while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
-      if (!token.empty() && !beast::iequals(token, "close") && !beast::iequals(token, "keep-alive")) {
-        named.emplace_back(token);
-      }
-      value = comma == std::string_view::npos ? std::string_view{} : value.substr(comma + 1);
-    }
-  }
-  for (auto const& name : named) {
-    if (!beast::iequals(name, "transfer-encoding") && !beast::iequals(name, "content-length")) fields.erase(name);
-  }
-  for (auto field : {http::field::connection, http::field::keep_alive, http::field::proxy_connection, http::field::te,
-                     http::field::trailer, http::field::upgrade, http::field::proxy_authorization,
-                     http::field::proxy_authenticate}) {
-    fields.erase(field);
-  }
-}
+using Clock = std::chrono::steady_clock;
+
+std::int64_t micros(Clock::duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
 
 http::response<http::string_body> error_response(http::status status, std::string_view text, bool server_header) {
   http::response<http::string_body> res{status, 11};
   res.set(http::field::content_type, "text/plain");
   if (server_header) res.set(http::field::server, "edge");
+  res.set(http::field::date, http_date());
   res.body() = std::string(text) + "\n";
   res.keep_alive(false);
   res.prepare_payload();
@@ -89,73 +70,6 @@ HttpRoute const* find_route(ProxyConfig const& config, std::string_view host, st
     if (route.matches(host, path)) return &route;
   }
   return nullptr;
-}
-
-std::string upstream_target(HttpRoute const& route, std::string_view target) {
-  auto const& base = route.upstream.base_path;
-  if (base.empty() || base == "/" || route.compiled_regex) return std::string(target);
-  auto const query = target.find('?');
-  if (!route.path.empty()) return base + std::string(query == std::string_view::npos ? "" : target.substr(query));
-  if (route.path_prefix == base) return std::string(target);
-  std::string rest(target.substr(route.path_prefix.size()));
-  std::string out = base;
-  if (!out.empty() && out.back() == '/' && !rest.empty() && rest.front() == '/') out.pop_back();
-  if (!out.empty() && out.back() != '/' && !rest.empty() && rest.front() != '/' && rest.front() != '?') out += '/';
-  return out + rest;
-}
-
-std::string pool_key(HttpRoute const& route) { return route.upstream.host + ":" + std::to_string(route.upstream.port); }
-
-std::string upstream_authority(HttpRoute const& route) {
-  auto const& host = route.upstream.host;
-  bool const ipv6 = host.find(':') != std::string::npos;
-  std::string out;
-  out.reserve(host.size() + 8);
-  if (ipv6) out += '[';
-  out += host;
-  if (ipv6) out += ']';
-  if (route.upstream.port != 80) {
-    out += ':';
-    out += std::to_string(route.upstream.port);
-  }
-  return out;
-}
-
-void add_forwarding_headers(http::request_header<>& req, HttpRoute const& route, HttpClientInfo const& client) {
-  std::string forwarded_for(req["X-Forwarded-For"]);
-  forwarded_for = forwarded_for.empty() ? client.address : forwarded_for + ", " + client.address;
-  req.set("X-Forwarded-For", forwarded_for);
-  req.set("X-Real-IP", client.address);
-  req.set("X-Forwarded-Proto", "https");
-  std::string host(req[http::field::host]);
-  if (host.empty()) host = client.server_name;
-  if (!host.empty()) req.set("X-Forwarded-Host", host);
-  if (!route.preserve_host || req[http::field::host].empty()) req.set(http::field::host, upstream_authority(route));
-  req.set(http::field::via, "1.1 edge");
-}
-
-// Request smuggling defences beyond what Beast's parser already refuses
-// (conflicting Content-Length, bad chunk framing, obs-fold in field values).
-bool ambiguous_framing(http::request_header<> const& req) {
-  bool const has_te = req.find(http::field::transfer_encoding) != req.end();
-  bool const has_cl = req.find(http::field::content_length) != req.end();
-  if (has_te && has_cl) return true;
-  if (req.count(http::field::content_length) > 1 || req.count(http::field::transfer_encoding) > 1) return true;
-  if (has_te) {
-    // Only a plain "chunked" is accepted: obfuscations ("xchunked", "chunked, identity") are desync tools.
-    auto const te = req[http::field::transfer_encoding];
-    if (!beast::iequals(te, "chunked")) return true;
-  }
-  for (auto const& f : req) {
-    auto const name = f.name_string();
-    if (name.empty()) return true;
-    for (char c : name) {
-      if (!(std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos)) {
-        return true;
-      }
-    }
-  }
-  return false;
 }
 
 // Whether the request line ends in a syntactically valid "HTTP/d.d".
@@ -174,51 +88,121 @@ asio::awaitable<bool> write_message(Stream& stream, Message& message) {
   co_return !error;
 }
 
+struct Streamed {
+  boost::system::error_code error;
+  bool reading = false;  // the error came from the side being read
+};
+
 // Streams the body of the message `parser` is reading from `in` to `out`
 // through `serializer`, a chunk at a time: no body is ever held whole.
 template <class InStream, class OutStream, bool isRequest>
-asio::awaitable<boost::system::error_code> stream_body(InStream& in, beast::flat_buffer& in_buffer,
-                                                       http::parser<isRequest, http::buffer_body>& parser,
-                                                       OutStream& out, http::serializer<isRequest, http::buffer_body>& serializer,
-                                                       std::chrono::seconds in_timeout, std::chrono::seconds out_timeout) {
+asio::awaitable<Streamed> stream_body(InStream& in, beast::flat_buffer& in_buffer,
+                                      http::parser<isRequest, http::buffer_body>& parser, OutStream& out,
+                                      http::serializer<isRequest, http::buffer_body>& serializer,
+                                      std::chrono::seconds in_timeout, std::chrono::seconds out_timeout,
+                                      std::uint64_t& moved) {
   std::array<char, kChunk> chunk;
   auto& body = parser.get().body();
-  boost::system::error_code error;
   do {
     if (!parser.is_done()) {
       body.data = chunk.data();
       body.size = chunk.size();
       beast::get_lowest_layer(in).expires_after(in_timeout);
       auto [read_error, n] = co_await http::async_read(in, in_buffer, parser, use_tuple);
-      if (read_error && read_error != http::error::need_buffer) co_return read_error;
+      if (read_error && read_error != http::error::need_buffer) co_return Streamed{read_error, true};
       body.size = chunk.size() - body.size;
       body.data = chunk.data();
       body.more = !parser.is_done();
+      moved += body.size;
     } else {
       body.data = nullptr;
       body.size = 0;
     }
     beast::get_lowest_layer(out).expires_after(out_timeout);
     auto [write_error, n] = co_await http::async_write(out, serializer, use_tuple);
-    if (write_error && write_error != http::error::need_buffer) co_return write_error;
+    if (write_error && write_error != http::error::need_buffer) co_return Streamed{write_error, false};
   } while (!parser.is_done() || !serializer.is_done());
-  co_return error;
+  co_return Streamed{};
 }
+
+// Watches the client's socket while the upstream is answering, without
+// reading from it (the bytes of a pipelined request stay where the next read
+// finds them): when the client's side closes or resets, the upstream stream
+// is cancelled so the pending read ends at once. A plain completion handler,
+// not a second coroutine raced against the read: this runs for every request.
+class ClientWatch {
+ public:
+  ClientWatch(tcp::socket& client, beast::tcp_stream& upstream)
+      : state_(std::make_shared<State>(client, upstream)) {
+    arm(state_);
+  }
+  ~ClientWatch() { stop(); }
+  ClientWatch(ClientWatch const&) = delete;
+  ClientWatch& operator=(ClientWatch const&) = delete;
+
+  // Ends the watch; its handlers then run (aborted) without touching either stream.
+  void stop() noexcept {
+    if (!state_->active) return;
+    state_->active = false;
+    boost::system::error_code ignored;
+    state_->client.cancel(ignored);
+    state_->timer.cancel();
+  }
+  bool client_gone() const noexcept { return state_->gone; }
+
+ private:
+  struct State {
+    State(tcp::socket& c, beast::tcp_stream& u) : client(c), upstream(u), timer(c.get_executor()) {}
+    tcp::socket& client;
+    beast::tcp_stream& upstream;
+    asio::steady_timer timer;
+    bool active = true;
+    bool gone = false;
+  };
+
+  static void arm(std::shared_ptr<State> const& state) {
+    state->client.async_wait(tcp::socket::wait_read, [state](boost::system::error_code error) {
+      if (!state->active || error) return;
+      // POLLRDHUP sees the FIN even behind unread bytes (a TLS close_notify,
+      // which in TLS 1.3 looks like application data from outside).
+      pollfd probe{state->client.native_handle(), POLLRDHUP, 0};
+      if (::poll(&probe, 1, 0) > 0 && (probe.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+        state->gone = true;
+        state->active = false;
+        state->upstream.cancel();
+        return;
+      }
+      // Data without a FIN (a pipelined request): readiness would fire at
+      // once again, so look every 100 ms instead.
+      state->timer.expires_after(std::chrono::milliseconds(100));
+      state->timer.async_wait([state](boost::system::error_code timer_error) {
+        if (!timer_error && state->active) arm(state);
+      });
+    });
+  }
+
+  std::shared_ptr<State> state_;
+};
 
 // A WebSocket (or any) Upgrade: the request and the 101 cross as HTTP, then
 // bytes flow both ways until either side closes.
 asio::awaitable<void> upgrade(TlsStream& stream, beast::flat_buffer& buffer, http::request_header<>& req,
-                              HttpRoute const& route, ProxyConfig const& config) {
+                              HttpRoute const& route, ProxyConfig const& config, AccessRecord& log) {
   std::string why;
   TcpUpstream target{route.upstream.host, route.upstream.port};
+  auto const started = Clock::now();
   auto upstream = co_await connect_tcp(target, config.upstream_timeout, why);
   if (!upstream) {
     auto res = error_response(http::status::bad_gateway, "upstream unreachable", config.server_header);
     count::error(ProxyError::upstream_unreachable);
     count::request(res.result_int());
+    log.status = res.result_int();
     co_await write_message(stream, res);
     co_return;
   }
+  boost::system::error_code ignored;
+  auto const remote = upstream->socket().remote_endpoint(ignored);
+  if (!ignored) log.upstream_address = remote.address().to_string() + ":" + std::to_string(remote.port());
   http::request<http::empty_body> head{std::move(req)};
   upstream->expires_after(config.upstream_timeout);
   if (!co_await write_message(*upstream, head)) co_return;
@@ -226,10 +210,12 @@ asio::awaitable<void> upgrade(TlsStream& stream, beast::flat_buffer& buffer, htt
   http::response_parser<http::empty_body> res_parser;
   res_parser.skip(true);  // a 101 has no body; anything else is answered and the connection closed
   auto [read_error, n] = co_await http::async_read_header(*upstream, upstream_buffer, res_parser, use_tuple);
+  log.upstream_duration_us = micros(Clock::now() - started);
   if (read_error) {
     auto res = error_response(http::status::bad_gateway, "upstream failed", config.server_header);
     count::error(ProxyError::upstream_failed);
     count::request(res.result_int());
+    log.status = res.result_int();
     co_await write_message(stream, res);
     co_return;
   }
@@ -237,18 +223,23 @@ asio::awaitable<void> upgrade(TlsStream& stream, beast::flat_buffer& buffer, htt
   bool const switched = response.result() == http::status::switching_protocols;
   if (!switched) response.keep_alive(false);
   count::request(response.result_int());
+  log.status = response.result_int();
   if (!co_await write_message(stream, response) || !switched) co_return;
   // Bytes that arrived behind the headers on either side go first.
   if (buffer.size() > 0) {
     auto [e, w] = co_await asio::async_write(*upstream, buffer.data(), use_tuple);
     if (e) co_return;
+    log.bytes_in += w;
     buffer.clear();
   }
   if (upstream_buffer.size() > 0) {
     auto [e, w] = co_await asio::async_write(stream, upstream_buffer.data(), use_tuple);
     if (e) co_return;
+    log.bytes_out += w;
   }
-  co_await relay(stream, *upstream, false);
+  auto const counts = co_await relay(stream, *upstream, false);
+  log.bytes_in += static_cast<std::uint64_t>(counts.from_client);
+  log.bytes_out += static_cast<std::uint64_t>(counts.to_client);
 }
 
 struct Exchange {
@@ -257,144 +248,175 @@ struct Exchange {
 
 asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
                                   http::request_parser<http::buffer_body>& parser, HttpRoute const& route,
-                                  UpstreamPool& pool, ProxyConfig const& config, HttpClientInfo const& client) {
+                                  UpstreamPool& pool, ProxyConfig const& config, HttpClientInfo const& client,
+                                  AccessRecord& log) {
   auto& req = parser.get();
   unsigned const client_version = req.version();
   bool const client_keep_alive = req.keep_alive();
   bool const head = req.method() == http::verb::head;
   bool const expect_continue = beast::iequals(req[http::field::expect], "100-continue");
   bool const has_body = !parser.is_done();
-  auto answer = [&](http::status status, std::string_view text) -> asio::awaitable<Exchange> {
-    count::error(status == http::status::gateway_timeout ? ProxyError::upstream_timeout
-                 : text == "upstream unreachable"        ? ProxyError::upstream_unreachable
-                                                          : ProxyError::upstream_failed);
+  auto const upstream_started = Clock::now();
+  auto answer = [&](http::status status, std::string_view text, ProxyError error) -> asio::awaitable<Exchange> {
+    count::error(error);
     count::request(static_cast<unsigned>(status));
+    log.status = static_cast<unsigned>(status);
+    log.upstream_duration_us = micros(Clock::now() - upstream_started);
     auto res = error_response(status, text, config.server_header);
     res.version(client_version);
     // The request body was not read: the connection cannot carry another request.
     co_await write_message(stream, res);
     co_return Exchange{false};
   };
+  auto client_left = [&] {
+    log.upstream_duration_us = micros(Clock::now() - upstream_started);
+    count::request(kClientClosed);
+    log.status = kClientClosed;
+    return Exchange{false};
+  };
+  auto upstream_error = [](boost::system::error_code const& e) {
+    return e == beast::error::timeout ? http::status::gateway_timeout : http::status::bad_gateway;
+  };
+  auto upstream_kind = [](boost::system::error_code const& e) {
+    return e == beast::error::timeout ? ProxyError::upstream_timeout : ProxyError::upstream_failed;
+  };
 
-  strip_hop_by_hop(req);
-  req.target(upstream_target(route, req.target()));
+  rewrite_request_head(req.base(), route, client, false);
   req.version(11);
   req.keep_alive(true);
-  add_forwarding_headers(req.base(), route, client);
 
-  auto const key = pool_key(route);
   std::unique_ptr<UpstreamConnection> connection;
   std::optional<http::response_parser<http::buffer_body>> res_parser;
+  auto new_response_parser = [&] {
+    res_parser.emplace();
+    res_parser->body_limit(boost::none);
+    res_parser->skip(head);
+  };
+  auto& client_socket = beast::get_lowest_layer(stream).socket();
   // A pooled connection may have been closed by the upstream while idle. A
   // request without a body can be retried on a fresh one; one whose body has
   // started streaming cannot.
   for (int attempt = 0; attempt < 2 && !res_parser; ++attempt) {
-    connection = pool.take(key);
-    bool const reused = connection != nullptr;
-    if (!reused) {
-      std::string why;
-      TcpUpstream target{route.upstream.host, route.upstream.port};
-      auto fresh = co_await connect_tcp(target, config.upstream_timeout, why);
-      if (!fresh) co_return co_await answer(http::status::bad_gateway, "upstream unreachable");
-      connection = std::make_unique<UpstreamConnection>(std::move(*fresh));
+    auto acquired = co_await pool.acquire(route, config, attempt > 0);
+    switch (acquired.error) {
+      case AcquireError::none:
+        break;
+      case AcquireError::pool_full:
+        co_return co_await answer(http::status::service_unavailable, "upstream busy", ProxyError::upstream_failed);
+      case AcquireError::timeout:
+        co_return co_await answer(http::status::gateway_timeout, "upstream timeout", ProxyError::upstream_timeout);
+      case AcquireError::unreachable:
+      case AcquireError::tls_failed:
+        co_return co_await answer(http::status::bad_gateway, "upstream unreachable", ProxyError::upstream_unreachable);
     }
+    connection = std::move(acquired.connection);
+    bool const reused = acquired.reused;
+    log.upstream_address = connection->address;
+    log.upstream_reused = reused;
+    if (auto* tls = connection->stream.tls()) log.upstream_tls_resumed = SSL_session_reused(tls->native_handle()) == 1;
+    auto& upstream_tcp = connection->stream.next_layer();
     http::request_serializer<http::buffer_body> serializer{req};
-    connection->stream.expires_after(config.upstream_timeout);
+    upstream_tcp.expires_after(config.upstream_timeout);
     auto [header_error, n] = co_await http::async_write_header(connection->stream, serializer, use_tuple);
     if (header_error) {
       if (reused) continue;
-      co_return co_await answer(http::status::bad_gateway, "upstream failed");
+      co_return co_await answer(http::status::bad_gateway, "upstream failed", ProxyError::upstream_failed);
     }
-    res_parser.emplace();
-    res_parser->body_limit(boost::none);
-    res_parser->skip(head);
+    new_response_parser();
     if (expect_continue) {
       // Ask the upstream first; tell the client to send its body only if it agrees.
-      connection->stream.expires_after(config.upstream_timeout);
+      upstream_tcp.expires_after(config.upstream_timeout);
       auto [interim_error, m] =
           co_await http::async_read_header(connection->stream, connection->buffer, *res_parser, use_tuple);
       if (interim_error) {
         res_parser.reset();
         if (reused && interim_error != beast::error::timeout) continue;
-        co_return co_await answer(interim_error == beast::error::timeout ? http::status::gateway_timeout
-                                                                         : http::status::bad_gateway,
-                                  "upstream failed");
+        co_return co_await answer(upstream_error(interim_error), "upstream failed", upstream_kind(interim_error));
       }
       if (res_parser->get().result() == http::status::continue_) {
         static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
         auto [e, w] = co_await asio::async_write(stream, asio::buffer(kContinue), use_tuple);
-        if (e) co_return Exchange{false};
-        res_parser.emplace();
-        res_parser->body_limit(boost::none);
-        res_parser->skip(head);
+        if (e) co_return client_left();
+        new_response_parser();
       } else {
         break;  // a final answer without the body: forwarded below, connection closed after
       }
     }
     if (has_body && !(expect_continue && res_parser->is_header_done())) {
-      auto const error =
-          co_await stream_body(stream, buffer, parser, connection->stream, serializer, config.client_timeout,
-                               config.upstream_timeout);
-      if (error) co_return co_await answer(error == beast::error::timeout ? http::status::gateway_timeout
-                                                                          : http::status::bad_gateway,
-                                           "request body failed");
+      auto const streamed = co_await stream_body(stream, buffer, parser, connection->stream, serializer,
+                                                 config.client_timeout, config.upstream_timeout, log.bytes_in);
+      if (streamed.error && streamed.reading) co_return client_left();  // the upstream connection is dropped
+      if (streamed.error) {
+        co_return co_await answer(upstream_error(streamed.error), "request body failed",
+                                  upstream_kind(streamed.error));
+      }
     }
     if (!res_parser->is_header_done()) {
-      connection->stream.expires_after(config.upstream_timeout);
+      upstream_tcp.expires_after(config.upstream_timeout);
       for (;;) {
+        // Waiting for the upstream is when a client most often gives up:
+        // notice it, log 499 and drop the upstream connection.
+        ClientWatch watch(client_socket, upstream_tcp);
         auto [read_error, m] =
             co_await http::async_read_header(connection->stream, connection->buffer, *res_parser, use_tuple);
+        watch.stop();
+        if (watch.client_gone()) co_return client_left();
         if (read_error) {
           res_parser.reset();
           if (reused && !has_body && read_error != beast::error::timeout) break;  // retry on a fresh connection
-          co_return co_await answer(read_error == beast::error::timeout ? http::status::gateway_timeout
-                                                                        : http::status::bad_gateway,
-                                    "upstream failed");
+          co_return co_await answer(upstream_error(read_error), "upstream failed", upstream_kind(read_error));
         }
         // Other interim responses (102, 103) are not relayed; wait for the final one.
         if (http::to_status_class(res_parser->get().result()) != http::status_class::informational) break;
-        res_parser.emplace();
-        res_parser->body_limit(boost::none);
-        res_parser->skip(head);
+        new_response_parser();
       }
     }
   }
-  if (!res_parser) co_return co_await answer(http::status::bad_gateway, "upstream failed");
+  if (!res_parser) co_return co_await answer(http::status::bad_gateway, "upstream failed", ProxyError::upstream_failed);
 
   auto& res = res_parser->get();
   bool const upstream_keep_alive = res.keep_alive();
   bool const body_unread = has_body && !parser.is_done();
-  strip_hop_by_hop(res);
+  strip_hop_by_hop(res.base());
   res.version(client_version);
   // A stopping server finishes this response and closes (graceful stop).
   bool const keep_client = client_keep_alive && !body_unread && !(client.control && client.control->draining());
   res.keep_alive(keep_client);
   if (config.server_header) res.set(http::field::server, "edge");
   else res.erase(http::field::server);
+  if (res.find(http::field::date) == res.end()) res.set(http::field::date, http_date());
   // A body delimited by the upstream closing cannot be relayed on a kept-alive
   // HTTP/1.1 connection as is: re-frame it as chunked.
   if (!head && !res_parser->is_done() && !res_parser->content_length() && !res_parser->chunked() &&
       client_version == 11) {
     res.chunked(true);
   }
+  log.status = res.result_int();
   http::response_serializer<http::buffer_body> res_serializer{res};
   beast::get_lowest_layer(stream).expires_after(config.upstream_timeout);
   auto [header_error, n] = co_await http::async_write_header(stream, res_serializer, use_tuple);
-  if (header_error) co_return Exchange{false};
+  if (header_error) co_return client_left();
   count::request(res.result_int());
-  auto const error =
-      co_await stream_body(connection->stream, connection->buffer, *res_parser, stream, res_serializer,
-                           config.upstream_timeout, config.client_timeout);
-  if (error) co_return Exchange{false};
+  auto const streamed = co_await stream_body(connection->stream, connection->buffer, *res_parser, stream,
+                                             res_serializer, config.upstream_timeout, config.client_timeout,
+                                             log.bytes_out);
+  log.upstream_duration_us = micros(Clock::now() - upstream_started);
+  if (streamed.error && !streamed.reading) {
+    // The client left mid-response: the upstream connection is half-read and is dropped, never pooled.
+    log.status = kClientClosed;
+    co_return Exchange{false};
+  }
+  if (streamed.error) co_return Exchange{false};
   // Reused only in a clean state: the whole response read, the whole request sent.
-  if (upstream_keep_alive && res_parser->is_done() && !body_unread) pool.give_back(key, std::move(connection));
+  bool const clean = upstream_keep_alive && res_parser->is_done() && !body_unread;
+  pool.give_back(route, config.pool, std::move(connection), clean);
   co_return Exchange{keep_client && res.keep_alive()};
 }
 
 }  // namespace
 
 asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, UpstreamPool& pool,
-                                 HttpClientInfo const& client) {
+                                 HttpClientInfo const& client, AccessLog* access_log) {
   beast::flat_buffer buffer;
   for (bool served = false;; served = true) {
     // Graceful stop: a connection that had its answer gets no further request.
@@ -407,58 +429,112 @@ asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, U
     auto [read_error, read] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
     if (client.control) client.control->set_idle(false);
     if (read_error == http::error::end_of_stream) break;
+
+    auto const started = Clock::now();
+    AccessRecord log;
+    // One record per request, submitted however the request ends.
+    struct Submit {
+      AccessLog* sink;
+      AccessRecord& record;
+      Clock::time_point started;
+      bool armed = false;
+      ~Submit() {
+        if (!sink || !armed) return;
+        record.duration_us = micros(Clock::now() - started);
+        sink->submit(std::move(record));
+      }
+    } submit{access_log, log, started};
+    auto answer_error = [&](http::status status, std::string_view text, ProxyError error, bool keep) {
+      auto res = error_response(status, text, config.server_header);
+      res.keep_alive(keep);
+      count::error(error);
+      count::request(res.result_int());
+      log.status = res.result_int();
+      return res;
+    };
     if (read_error) {
       // A closed, reset or idle connection has no one to answer; a bad request does.
       bool const parse_error = read_error.category() == http::make_error_code(http::error::bad_target).category();
-      if (parse_error) {
-        auto status = read_error == http::error::header_limit ? http::status::request_header_fields_too_large
-                                                              : http::status::bad_request;
-        if (read_error == http::error::bad_version && names_an_http_version(buffer)) {
-          status = http::status::http_version_not_supported;  // "HTTP/3.0", "HTTP/2.0": well-formed, not ours
-        }
-        auto res = error_response(status, std::string(http::obsolete_reason(status)), config.server_header);
-        count::error(ProxyError::bad_request);
-        count::request(res.result_int());
-        co_await write_message(stream, res);
+      if (!parse_error) co_return;
+      auto status = read_error == http::error::header_limit ? http::status::request_header_fields_too_large
+                                                            : http::status::bad_request;
+      if (read_error == http::error::bad_version && names_an_http_version(buffer)) {
+        status = http::status::http_version_not_supported;  // "HTTP/3.0", "HTTP/2.0": well-formed, not ours
       }
+      submit.armed = access_log != nullptr;
+      if (submit.armed) {
+        log.timestamp_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+        log.connection_id = client.connection_id;
+        log.client_address = client.address;
+      }
+      auto res = answer_error(status, http::obsolete_reason(status), ProxyError::bad_request, false);
+      co_await write_message(stream, res);
       co_return;
     }
     auto& req = parser.get();
+    submit.armed = access_log != nullptr;
+    if (submit.armed) {
+      log.timestamp_us =
+          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
+      log.connection_id = client.connection_id;
+      log.client_address = client.address;
+      log.method = req.method_string();
+      log.path = req.target().substr(0, req.target().find('?'));  // the query may carry secrets
+    }
     if (req.version() != 10 && req.version() != 11) {
-      auto res = error_response(http::status::http_version_not_supported, "HTTP/1.0 and HTTP/1.1 only",
-                                config.server_header);
-      count::error(ProxyError::bad_request);
-      count::request(res.result_int());
+      auto res = answer_error(http::status::http_version_not_supported, "HTTP/1.0 and HTTP/1.1 only",
+                              ProxyError::bad_request, false);
       co_await write_message(stream, res);
       co_return;
     }
     if (ambiguous_framing(req.base())) {
-      auto res = error_response(http::status::bad_request, "ambiguous message framing", config.server_header);
-      count::error(ProxyError::bad_request);
-      count::request(res.result_int());
+      auto res = answer_error(http::status::bad_request, "ambiguous message framing", ProxyError::bad_request, false);
       co_await write_message(stream, res);
       co_return;
     }
     HttpRoute const* route = find_route(config, req[http::field::host], req.target());
     if (!route) {
-      auto res = error_response(http::status::not_found, "no route", config.server_header);
-      res.version(req.version());
       bool const can_continue = parser.is_done() && req.keep_alive();
-      res.keep_alive(can_continue);
-      count::error(ProxyError::no_route);
-      count::request(res.result_int());
+      auto res = answer_error(http::status::not_found, "no route", ProxyError::no_route, can_continue);
+      res.version(req.version());
       co_await write_message(stream, res);
       if (can_continue) continue;
       break;
     }
+    log.route = route->name;
+    RateTicket ticket;
+    if (route->limiter) {
+      auto const verdict = route->limiter->admit(client.address, Clock::now());
+      if (verdict != RateLimiter::Verdict::admitted) {
+        bool const rate = verdict == RateLimiter::Verdict::rate_limited;
+        if (rate) count::rate_limited_request();
+        else count::rate_limited_connection();
+        auto const& limits = route->limiter->limits();
+        auto const status = static_cast<http::status>(rate ? limits.status : limits.concurrency_status);
+        // The body (if any) was not read, so only a request without one leaves the connection usable.
+        bool const can_continue = parser.is_done() && req.keep_alive();
+        auto res = error_response(status, rate ? "rate limited" : "too many connections", config.server_header);
+        res.keep_alive(can_continue);
+        res.version(req.version());
+        if (rate && limits.rate > 0) res.set(http::field::retry_after, std::to_string(static_cast<int>(1.0 / limits.rate) + 1));
+        count::request(res.result_int());
+        log.status = res.result_int();
+        co_await write_message(stream, res);
+        if (can_continue) continue;
+        break;
+      }
+      ticket = RateTicket(route->limiter.get(), client.address);
+    }
     if (route->websocket && beast::iequals(req[http::field::upgrade], "websocket")) {
       http::request_header<> head = req.base();
-      add_forwarding_headers(head, *route, client);
-      head.target(upstream_target(*route, head.target()));
-      co_await upgrade(stream, buffer, head, *route, config);
+      rewrite_request_head(head, *route, client, true);
+      co_await upgrade(stream, buffer, head, *route, config, log);
       co_return;
     }
-    auto const exchange = co_await forward(stream, buffer, parser, *route, pool, config, client);
+    auto const exchange = co_await forward(stream, buffer, parser, *route, pool, config, client, log);
     if (!exchange.keep_client) break;
   }
   beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));

@@ -3,6 +3,8 @@
 // routed by path prefix to an upstream, with keep-alive on both sides.
 #include <edge/proxy/config.hpp>
 
+#include "http_head.hpp"
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core/buffered_read_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -25,19 +27,13 @@ class PrereadStream : public boost::beast::buffered_read_stream<boost::beast::tc
 };
 using TlsStream = boost::beast::ssl_stream<PrereadStream>;
 
-class ConnectionControl;
-
-struct HttpClientInfo {
-  std::string address;      // for X-Forwarded-For / X-Real-IP
-  std::string server_name;  // SNI, for X-Forwarded-Host when Host is missing
-  ConnectionControl* control = nullptr;  // graceful stop: idle between requests, draining
-};
-
+class AccessLog;
 class UpstreamPool;
 
 // Serves requests until the client closes, asks to close, or idles out.
-// `pool` belongs to the worker running this coroutine.
+// `pool` belongs to the worker running this coroutine; `access_log` (may be
+// null) gets one record per request.
 boost::asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, UpstreamPool& pool,
-                                        HttpClientInfo const& client);
+                                        HttpClientInfo const& client, AccessLog* access_log);
 
 }  // namespace edge::proxy

@@ -2,6 +2,7 @@
 #include "tls_session.hpp"
 #include "upstream_pool.hpp"
 
+#include <edge/proxy/access_log.hpp>
 #include <edge/proxy/certificate_registry.hpp>
 #include <edge/proxy/challenge_registry.hpp>
 #include <edge/proxy/handshake_log.hpp>
@@ -118,11 +119,12 @@ struct Generation {
   std::size_t max_connections;
 
   Generation(ProxyConfig c, std::shared_ptr<TicketKeyRing> ring, CertificateRegistry& certificates,
-             ChallengeRegistry& challenges, HandshakeLog& log)
+             ChallengeRegistry& challenges, HandshakeLog& log, AccessLog* access_log)
       : config(std::move(c)),
         sni_policies(config.tls.sni, config.tls.default_route),
         tickets(std::move(ring)),
-        env{config, needs_preread(config.tls), ssl_context, certificates, challenges, sni_policies, tickets.get(), log},
+        env{config, needs_preread(config.tls), ssl_context, certificates, challenges, sni_policies, tickets.get(), log,
+            access_log},
         max_connections(config.max_connections ? config.max_connections : default_max_connections(descriptor_limit())) {
     apply_tls_policy(ssl_context.native_handle(), config.tls);
     install_certificate_selection(ssl_context.native_handle(), tickets != nullptr);
@@ -145,6 +147,8 @@ struct Server::Impl {
   CertificateRegistry& certificates;
   ChallengeRegistry& challenges;
   HandshakeLog& log;
+  // One for the process, opened at start: a reload does not move it.
+  std::unique_ptr<AccessLog> access_log;
   std::string run_id;
   std::unique_ptr<ProxyMetrics> metrics;  // outlives the workers' connections
   // Read once per accepted connection by the workers; written under `mutex`.
@@ -156,7 +160,10 @@ struct Server::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
 
   Impl(ProxyConfig config, CertificateRegistry& c, ChallengeRegistry& ch, HandshakeLog& l, std::vector<int> inherited)
-      : certificates(c), challenges(ch), log(l) {
+      : certificates(c),
+        challenges(ch),
+        log(l),
+        access_log(config.access_log_file.empty() ? nullptr : std::make_unique<AccessLog>(config.access_log_file)) {
     auto generation = make_generation(std::move(config), nullptr);
     char run[17];
     std::snprintf(run, sizeof run, "%llx", static_cast<unsigned long long>(std::time(nullptr)));
@@ -216,7 +223,8 @@ struct Server::Impl {
       else
         tickets = std::make_shared<TicketKeyRing>(config.tls.ticket_key_rotation);
     }
-    return std::make_shared<Generation const>(std::move(config), std::move(tickets), certificates, challenges, log);
+    return std::make_shared<Generation const>(std::move(config), std::move(tickets), certificates, challenges, log,
+                                              access_log.get());
   }
 
   void spawn_accept_loop(Worker& worker, std::string text, std::shared_ptr<tcp::acceptor> acceptor) {
@@ -301,6 +309,10 @@ Server::~Server() { stop(); }
 ProxyMetrics const& Server::metrics() const noexcept { return *impl_->metrics; }
 
 std::size_t Server::max_connections() const noexcept { return impl_->current.load()->max_connections; }
+
+void Server::reopen_access_log() noexcept {
+  if (impl_->access_log) impl_->access_log->reopen();
+}
 
 void Server::start() {
   std::lock_guard lock(impl_->mutex);

@@ -557,7 +557,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<Sessi
   if (!handshake_error && !is_challenge && !route) route = &env.sni_policies.route(state.server_name);
   bool const tcp_upstream = route && !route->http;
   if (tcp_upstream) event.upstream = route->upstream.text();
-  HttpClientInfo client{event.client_address, state.server_name};
+  HttpClientInfo client{event.client_address, state.server_name, event.connection_id};
   client.control = &control;
   ClientEndpoints const endpoints{event.client_address, event.client_port, event.server_address, event.server_port};
   env.log.submit(std::move(event));
@@ -578,7 +578,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<Sessi
     co_return;
   }
   beast::get_lowest_layer(stream).expires_never();
-  co_await serve_http(stream, env.config, *listener.upstreams, client);
+  co_await serve_http(stream, env.config, *listener.upstreams, client, env.access_log);
 }
 
 }  // namespace edge::proxy

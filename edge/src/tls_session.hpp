@@ -14,6 +14,7 @@ namespace edge::proxy {
 
 class CertificateRegistry;
 class ChallengeRegistry;
+class AccessLog;
 class HandshakeLog;
 class SniPolicies;
 class TicketKeyRing;
@@ -29,6 +30,7 @@ struct SessionEnvironment {
   SniPolicies const& sni_policies;
   TicketKeyRing* tickets;  // null when session tickets are off
   HandshakeLog& log;
+  AccessLog* access_log;  // null when proxy.http.access_log is off
 };
 
 class UpstreamPool;

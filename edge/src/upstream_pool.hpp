@@ -1,38 +1,136 @@
 #pragma once
-// Idle keep-alive connections to upstreams, one pool per worker thread: a
-// request borrows a connection and gives it back when the response ended
-// cleanly. Only the owning worker's thread touches it, so there is no lock.
+// Keep-alive connections to upstreams, one pool per worker thread: a request
+// borrows a connection and gives it back when the response ended cleanly.
+// Only the owning worker's thread touches it, so there is no lock; every limit
+// below is therefore per worker (documented in docs/config.md).
+#include <openssl/ssl.h>
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <chrono>
 #include <deque>
+#include <edge/proxy/config.hpp>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
 namespace edge::proxy {
 
+// A connection to an http:// or https:// upstream, as one Beast stream: the
+// HTTP code is the same for both; get_lowest_layer() reaches the tcp_stream
+// (for timeouts) either way.
+class UpstreamStream {
+ public:
+  using executor_type = boost::beast::tcp_stream::executor_type;
+  using next_layer_type = boost::beast::tcp_stream;
+  using TlsLayer = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+
+  explicit UpstreamStream(boost::beast::tcp_stream plain) : plain_(std::move(plain)) {}
+  explicit UpstreamStream(std::unique_ptr<TlsLayer> tls) : tls_(std::move(tls)) {}
+
+  executor_type get_executor() noexcept { return next_layer().get_executor(); }
+  next_layer_type& next_layer() noexcept { return tls_ ? tls_->next_layer() : *plain_; }
+  TlsLayer* tls() noexcept { return tls_.get(); }
+
+  template <class MutableBuffers, class Token>
+  auto async_read_some(MutableBuffers const& buffers, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [this](auto handler, MutableBuffers const& b) {
+          if (tls_)
+            tls_->async_read_some(b, std::move(handler));
+          else
+            plain_->async_read_some(b, std::move(handler));
+        },
+        token, buffers);
+  }
+  template <class ConstBuffers, class Token>
+  auto async_write_some(ConstBuffers const& buffers, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [this](auto handler, ConstBuffers const& b) {
+          if (tls_)
+            tls_->async_write_some(b, std::move(handler));
+          else
+            plain_->async_write_some(b, std::move(handler));
+        },
+        token, buffers);
+  }
+
+ private:
+  std::optional<boost::beast::tcp_stream> plain_;
+  std::unique_ptr<TlsLayer> tls_;
+};
+
+// Open connections to one upstream and the requests waiting for one.
+struct UpstreamSlots {
+  std::size_t open = 0;
+  std::deque<boost::asio::steady_timer*> waiters;  // woken (cancelled) in order when a slot frees
+  void release() noexcept;
+  void wake_one() noexcept;
+};
+
 struct UpstreamConnection {
-  boost::beast::tcp_stream stream;
+  UpstreamStream stream;
   boost::beast::flat_buffer buffer;
   std::chrono::steady_clock::time_point idle_since{};
-  explicit UpstreamConnection(boost::beast::tcp_stream s) : stream(std::move(s)) {}
+  std::shared_ptr<UpstreamSlots> slots;  // gives the slot back when the connection closes
+  std::string address;                   // "ip:port" connected to, for the access log
+  explicit UpstreamConnection(UpstreamStream s) : stream(std::move(s)) {}
+  ~UpstreamConnection();
+  UpstreamConnection(UpstreamConnection const&) = delete;
+  UpstreamConnection& operator=(UpstreamConnection const&) = delete;
+};
+
+enum class AcquireError {
+  none,
+  unreachable,  // resolve/connect failed: 502
+  tls_failed,   // TLS handshake or verification failed: 502
+  timeout,      // connect or handshake timed out: 504
+  pool_full,    // no connection free within the pool's wait timeout: 503
+};
+
+struct Acquired {
+  std::unique_ptr<UpstreamConnection> connection;
+  bool reused = false;
+  AcquireError error = AcquireError::none;
 };
 
 class UpstreamPool {
  public:
-  // An idle connection to `key` ("host:port"), or null. Connections idle for
-  // longer than the idle timeout are closed instead of handed out.
-  std::unique_ptr<UpstreamConnection> take(std::string const& key);
-  // Keeps `connection` for reuse, unless the pool for `key` is full.
-  void give_back(std::string const& key, std::unique_ptr<UpstreamConnection> connection);
+  UpstreamPool();
+  ~UpstreamPool();
+  UpstreamPool(UpstreamPool const&) = delete;
+  UpstreamPool& operator=(UpstreamPool const&) = delete;
 
-  static constexpr std::size_t max_idle_per_upstream = 256;
-  static constexpr std::chrono::seconds idle_timeout{30};
+  // An idle connection to the route's upstream, or a new one (TLS handshake
+  // done, resuming the upstream's last session) when the pool's limit allows;
+  // otherwise waits up to limits.wait_timeout for one. `fresh`: skip idle ones.
+  // Thread: the owning worker's.
+  boost::asio::awaitable<Acquired> acquire(HttpRoute const& route, ProxyConfig const& config, bool fresh = false);
+
+  // Remembers the connection's TLS session for the next handshake, then
+  // keeps the connection for reuse when `reusable` (a clean exchange) and the
+  // pool for it is not full; otherwise closes it.
+  void give_back(HttpRoute const& route, UpstreamPoolLimits const& limits,
+                 std::unique_ptr<UpstreamConnection> connection, bool reusable);
 
  private:
-  std::unordered_map<std::string, std::deque<std::unique_ptr<UpstreamConnection>>> idle_;
+  struct Entry;
+  Entry& entry(HttpRoute const& route);
+  std::unordered_map<std::string, std::unique_ptr<Entry>> entries_;
+  // The entry last used by each route, checked against the route's upstream
+  // before use (a reload may reuse a route's address): no key string is built
+  // per request. Entries are never erased, so the pointers stay valid.
+  std::unordered_map<HttpRoute const*, Entry*> by_route_;
 };
+
+// "https://host:port|server_name|verify": connections are shared only by
+// routes that would make the same connection.
+std::string pool_key(Upstream const& upstream);
 
 }  // namespace edge::proxy

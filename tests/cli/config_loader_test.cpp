@@ -64,7 +64,7 @@ TEST(ConfigLoader, ValueErrorsPointAtTheValue) {
                      "    certificates:\n      - name: a\n        identifiers: [\"bad name!\"]\n"),
             "edge.yaml:8:23: proxy.tls.certificates[0].identifiers[0]: \"bad name!\" is neither a DNS name nor an IP address");
   EXPECT_EQ(error_of("proxy:\n  http:\n    routes:\n      - path_prefix: /\n        upstream: ftp://x/\n"),
-            "edge.yaml:5:19: proxy.http.routes[0].upstream: expected an http:// URL, got \"ftp://x/\"");
+            "edge.yaml:5:19: proxy.http.routes[0].upstream: expected an http:// or https:// URL, got \"ftp://x/\"");
 }
 
 TEST(ConfigLoader, LifecycleKeys) {
@@ -170,6 +170,46 @@ TEST(ConfigLoader, RoutingModesAndProxyProtocol) {
             "believed only from these");
   EXPECT_EQ(error_of("proxy:\n  proxy_protocol: {trusted_proxies: [10.0.0.0/33]}\n"),
             "edge.yaml:2:38: proxy.proxy_protocol.trusted_proxies[0]: bad prefix length in \"10.0.0.0/33\"");
+}
+
+TEST(ConfigLoader, HttpsUpstreamsHeadersPoolLimitsAndAccessLog) {
+  auto config = parse_config(
+      "proxy:\n  http:\n    pool: {max_idle: 4, max_connections: 8, wait_timeout_ms: 250, idle_timeout_secs: 9}\n"
+      "    access_log: {file: access.jsonl}\n    routes:\n"
+      "      - {name: api, path_prefix: /, upstream: \"https://[::1]/x/\", forward_headers: [Accept, X-ID],\n"
+      "         upstream_tls: {verify: false, sni: false, server_name: api.internal},\n"
+      "         rate_limit: {rate: 5, max_connections_per_client: 2, status: 420}}\n",
+      "edge.yaml", "/etc/edge");
+  ASSERT_TRUE(config) << config.error().message;
+  auto const& route = config->proxy.routes.at(0);
+  EXPECT_EQ(route.name, "api");
+  EXPECT_TRUE(route.upstream.tls);
+  EXPECT_EQ(route.upstream.host, "::1");
+  EXPECT_EQ(route.upstream.port, 443);
+  EXPECT_EQ(route.upstream.base_path, "/x/");
+  EXPECT_FALSE(route.upstream.tls_options.verify);
+  EXPECT_FALSE(route.upstream.tls_options.sni);
+  EXPECT_EQ(route.upstream.tls_options.server_name, "api.internal");
+  EXPECT_EQ(route.forward_headers, (std::vector<std::string>{"accept", "x-id"}));
+  EXPECT_EQ(route.limits.rate, 5);
+  EXPECT_EQ(route.limits.burst, 5) << "burst defaults to rate";
+  EXPECT_EQ(route.limits.status, 420u);
+  EXPECT_EQ(route.limits.concurrency_status, 503u);
+  EXPECT_EQ(route.limits.max_connections_per_client, 2u);
+  EXPECT_NE(route.limiter, nullptr);
+  EXPECT_EQ(config->proxy.pool.max_idle, 4u);
+  EXPECT_EQ(config->proxy.pool.max_connections, 8u);
+  EXPECT_EQ(config->proxy.pool.wait_timeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(config->proxy.pool.idle_timeout, std::chrono::seconds(9));
+  EXPECT_EQ(config->proxy.access_log_file, "/etc/edge/access.jsonl");
+  EXPECT_EQ(error_of("proxy:\n  http:\n    routes:\n      - {upstream: \"http://a/\", upstream_tls: {verify: false}}\n"),
+            "edge.yaml:4:47: proxy.http.routes[0].upstream_tls: only for an https:// upstream");
+  EXPECT_EQ(error_of("proxy:\n  http:\n    routes:\n      - {upstream: \"https://a/\", upstream_tls: {ca_file: /nonexistent.pem}}\n"),
+            "edge.yaml:4:58: proxy.http.routes[0].upstream_tls.ca_file: cannot read /nonexistent.pem");
+  EXPECT_EQ(error_of("proxy:\n  http:\n    routes:\n      - {upstream: \"https://a/\", type: websocket}\n"),
+            "edge.yaml:4:20: proxy.http.routes[0].upstream: a websocket route needs an http:// upstream");
+  EXPECT_EQ(error_of("proxy:\n  http:\n    routes:\n      - {upstream: \"http://a/\", rate_limit: {burst: 3}}\n"),
+            "edge.yaml:4:53: proxy.http.routes[0].rate_limit.burst: needs rate");
 }
 
 TEST(ConfigLoader, SyntaxErrorHasPosition) {

@@ -109,11 +109,39 @@ bool check_ciphers(std::string const& list, std::string& why);
 bool check_groups(std::string const& list, std::string& why);
 bool check_client_auth_files(ClientAuthPolicy const& policy, std::string& why);
 
+// TLS towards an https:// upstream.
+struct UpstreamTls {
+  bool verify = true;        // the upstream's certificate must chain to a trusted root and name the host
+  std::string ca_file;       // PEM bundle of trusted roots; empty = the system's roots
+  bool sni = true;           // send server_name (or the host, when it is a name) as SNI
+  std::string server_name;   // overrides the URL's host for SNI and for name verification
+};
+
 struct Upstream {
+  bool tls = false;  // https://
   std::string host;
   std::uint16_t port = 80;
   std::string base_path = "/";  // path of the upstream URL; prefix replaced by it
+  UpstreamTls tls_options;      // with tls only
 };
+
+// Token bucket per client address: `rate` requests per second on average,
+// up to `burst` at once. rate == 0: no limit.
+struct RateLimit {
+  double rate = 0;
+  double burst = 0;
+  unsigned status = 429;              // answer to a request beyond the bucket
+  unsigned max_connections = 0;       // concurrent requests in flight on the route (0 = no limit)
+  unsigned max_connections_per_client = 0;  // likewise per client address
+  unsigned concurrency_status = 503;  // answer beyond either concurrency limit
+  bool any() const { return rate > 0 || max_connections > 0 || max_connections_per_client > 0; }
+};
+
+class RateLimiter;  // edge/src/rate_limiter.hpp
+
+// The shared state of a route's limits (one per route for all workers);
+// null when the route has none.
+std::shared_ptr<RateLimiter> make_rate_limiter(RateLimit const& limits);
 
 // One entry of proxy.http.routes, tried in order. Exactly one of path,
 // path_prefix, path_regex matches the path (no query); host, when set, must
@@ -128,7 +156,22 @@ struct HttpRoute {
   bool preserve_host = false;  // send the client's Host upstream (default: the upstream's)
   Upstream upstream;
   std::string upstream_text;  // as configured, for logs
+  std::string name;           // for the access log; default "routes[i]"
+  // When set, only these request headers (lower case) pass, plus what the
+  // proxy adds (Host, forwarding headers, Via, framing).
+  std::optional<std::vector<std::string>> forward_headers;
+  RateLimit limits;
+  std::shared_ptr<RateLimiter> limiter;  // make_rate_limiter(limits), set by the loader
+  std::size_t index = 0;  // position in proxy.http.routes
   bool matches(std::string_view host_header, std::string_view path) const;
+};
+
+// Keep-alive connections to each upstream, per worker thread.
+struct UpstreamPoolLimits {
+  std::size_t max_idle = 256;          // idle connections kept per upstream
+  std::size_t max_connections = 0;     // open connections per upstream (0 = no limit)
+  std::chrono::milliseconds wait_timeout{5000};  // a request waits this long for a free one, then 503
+  std::chrono::seconds idle_timeout{30};          // an idle connection older than this is closed, not reused
 };
 
 struct ProxyConfig {
@@ -141,6 +184,8 @@ struct ProxyConfig {
   // what slow-header (slowloris) clients run into.
   std::chrono::seconds client_timeout{60};
   std::vector<HttpRoute> routes;
+  UpstreamPoolLimits pool;
+  std::string access_log_file;  // proxy.http.access_log.file; "-" = stdout; empty = off
   unsigned workers = 0;  // 0 = one per core
   InboundProxyProtocol proxy_protocol;
   std::chrono::seconds shutdown_grace{10};  // SIGTERM: in-flight connections may finish for this long

@@ -66,6 +66,11 @@ class Server {
   // Connection and request counters, per worker. Thread: any.
   ProxyMetrics const& metrics() const noexcept;
 
+  // Reopens proxy.http.access_log.file (after logrotate moved it). Thread:
+  // any; not async-signal-safe: call it where SIGUSR1 is handled, next to
+  // HandshakeLog::reopen().
+  void reopen_access_log() noexcept;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
