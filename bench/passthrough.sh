@@ -136,7 +136,7 @@ printf 'round\tproxy\tmetric\tvalue\n' > "$tsv"
 hz="$(getconf CLK_TCK)"
 {
   echo "date: $stamp"; uname -srm; nproc
-  nginx -v 2>&1; haproxy -v | head -1; wrk -v 2>&1 | head -1 || true
+  nginx -v 2>&1; haproxy -v | sed -n 1p; wrk -v 2>&1 | sed -n 1p || true
   "$EDGED" --version 2>/dev/null || true
   echo "ROUNDS=$ROUNDS WORKERS=$WORKERS KA_SECS=$KA_SECS KA_CONN=$KA_CONN BULK_MB=$BULK_MB BULK_N=$BULK_N"
 } > "$out/env.txt"
