@@ -7,7 +7,7 @@
 #   EDGE_FUZZ_SECONDS=60
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-stages="${EDGE_TEST_STAGES:-main}"
+stages="${EDGE_TEST_STAGES:-main asan tsan fuzz}"
 "$root/scripts/setup.sh"
 started=$SECONDS
 stage() { echo "== test.sh: $1 ($(( (SECONDS - started) / 60 )) min so far)" >&2; }
