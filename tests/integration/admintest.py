@@ -2,6 +2,7 @@
 admin API, the Unix socket and the metrics listener on free loopback ports,
 and JSON-RPC / metrics clients over TCP and the socket."""
 
+import datetime
 import http.client
 import json
 import os
@@ -74,7 +75,11 @@ class AdminEdge(AdminClients):
     def __init__(self, edged_binary, workdir, token=True, extra=""):
         self.dir = workdir
         self.ca = pki.CertificateAuthority(workdir, "admin-test-ca")
-        self.cert, self.key = self.ca.issue("main", "edge.test", ["DNS:edge.test", "IP:127.0.0.1"], days=30)
+        # 30 days and 12 hours: "days left" reads 30 whenever it is computed
+        # during the test (exactly 30 days would flip to 29 between two reads).
+        end = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30, hours=12))
+        self.cert, self.key = self.ca.issue("main", "edge.test", ["DNS:edge.test", "IP:127.0.0.1"],
+                                            end=end.strftime("%Y%m%d%H%M%SZ"))
         self.port = et.free_port()
         super().__init__(et.free_port(), et.free_port(), os.path.join(workdir, "admin.sock"))
         self.store = os.path.join(workdir, "edge.db")
