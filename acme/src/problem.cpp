@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <ctime>
 #include <iomanip>
@@ -58,10 +59,13 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
   while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
   if (value.empty()) return std::nullopt;
 
+  // Capped: a hostile or broken server's "forever" must not overflow the
+  // clock arithmetic of whoever schedules the retry (the callers clamp further).
+  constexpr long long max_seconds = 10LL * 366 * 24 * 3600;
   long long seconds = 0;
   auto const [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
   if (ec == std::errc{} && end == value.data() + value.size())
-    return seconds < 0 ? std::nullopt : std::optional(std::chrono::seconds(seconds));
+    return seconds < 0 ? std::nullopt : std::optional(std::chrono::seconds(std::min(seconds, max_seconds)));
 
   // IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT".
   std::tm tm{};
@@ -69,9 +73,14 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
   in.imbue(std::locale::classic());
   in >> std::get_time(&tm, "%a, %d %b %Y %H:%M:%S GMT");
   if (in.fail()) return std::nullopt;
-  auto const at = std::chrono::system_clock::from_time_t(timegm(&tm));
-  if (at <= now) return std::chrono::seconds(0);
-  return std::chrono::ceil<std::chrono::seconds>(at - now);
+  // In whole seconds since the epoch: a date in year 1 or 9999 is a valid
+  // time_t but overflows the clock's nanoseconds (found by fuzz_acme_responses).
+  long long const at = timegm(&tm);
+  long long const current =
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  if (at <= current) return std::chrono::seconds(0);
+  // (at - now, rounded up, is at - current: `at` is whole seconds.)
+  return std::chrono::seconds(std::min(at - current, max_seconds));
 }
 
 std::optional<AcmeError> parse_problem_json(std::string_view text) {

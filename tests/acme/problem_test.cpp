@@ -34,6 +34,17 @@ TEST(RetryAfter, HttpDate) {
   EXPECT_EQ(parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), seconds(0));
 }
 
+// Found by fuzz_acme_responses under UBSan: a year-1 date overflowed the
+// clock's nanoseconds; a far future or a huge delta is capped.
+TEST(RetryAfter, DatesOutsideTheClockRangeAndHugeDeltas) {
+  auto const now = std::chrono::system_clock::from_time_t(784111717);
+  EXPECT_EQ(parse_retry_after("Mon, 01 Jan 0001 00:00:00 GMT", now), seconds(0));
+  auto const far = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now);
+  ASSERT_TRUE(far);
+  EXPECT_LE(*far, seconds(10LL * 366 * 24 * 3600));
+  EXPECT_EQ(parse_retry_after("9223372036854775807", now), seconds(10LL * 366 * 24 * 3600));
+}
+
 TEST(Problem, PebbleBadNonce) {
   auto const e = error_from_response(
       problem_response(400, R"({
