@@ -134,6 +134,7 @@ struct HandshakeLog::Sinks {
   std::unordered_map<std::string, Damped> damped;
   std::vector<HandshakeEvent> ready;  // records to write in this round
   std::chrono::steady_clock::time_point next_prune{};
+  bool pruned_once = false;
   std::uint64_t dropped_reported = 0;
   // Rows the store refused (disk full, read-only, locked): kept and written
   // with the next batch once the store takes writes again, oldest first.
@@ -347,7 +348,11 @@ void HandshakeLog::write_batch(std::vector<HandshakeEvent>& batch, bool final) {
   }
   if (sinks_->store && (!rows.empty() || !sinks_->held.empty())) write_rows(rows, final);
   if (sinks_->store && (options_.retention_age.count() > 0 || options_.retention_rows > 0) &&
-      now >= sinks_->next_prune) {
+      now >= sinks_->next_prune && (sinks_->pruned_once || !rows.empty())) {
+    // The first prune follows the first write, not an empty first batch: a
+    // restart with a new limit then shows its effect on a store that holds the
+    // newest rows (and the test of it cannot race the writer).
+    sinks_->pruned_once = true;
     sinks_->next_prune = now + std::chrono::seconds(60);
     std::int64_t const cutoff =
         options_.retention_age.count() > 0
