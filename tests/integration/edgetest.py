@@ -171,6 +171,13 @@ def leaf_facts(der):
     return serial, hashlib.sha256(der).hexdigest().upper()
 
 
+def key_matches(chain_pem, key_pem):
+    """True when the PEM chain's leaf certifies the PEM private key."""
+    cert_pub = run(["openssl", "x509", "-noout", "-pubkey"], input=chain_pem.encode()).stdout
+    key_pub = run(["openssl", "pkey", "-pubout"], input=key_pem.encode()).stdout
+    return cert_pub == key_pub
+
+
 def read_jsonl(path):
     records = []
     if not os.path.exists(path):

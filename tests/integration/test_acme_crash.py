@@ -34,12 +34,6 @@ def read(path):
         return f.read()
 
 
-def key_matches(chain_pem, key_pem):
-    cert_pub = et.run(["openssl", "x509", "-noout", "-pubkey"], input=chain_pem.encode()).stdout
-    key_pub = et.run(["openssl", "pkey", "-pubout"], input=key_pem.encode()).stdout
-    return cert_pub == key_pub
-
-
 class CrashSafety(unittest.TestCase):
     def check_store(self, store, checked):
         self.assertEqual(store.query("PRAGMA integrity_check"), [("ok",)])
@@ -48,7 +42,7 @@ class CrashSafety(unittest.TestCase):
             if row_id in checked:
                 continue
             self.assertTrue(chain_pem and key_pem, f"{name} generation {generation} lacks its key or chain")
-            self.assertTrue(key_matches(chain_pem, key_pem), f"{name} generation {generation}: key does not match")
+            self.assertTrue(et.key_matches(chain_pem, key_pem), f"{name} generation {generation}: key does not match")
             checked.add(row_id)
         # One current certificate per name at most.
         dupes = store.query("SELECT name FROM certificates WHERE is_current = 1 GROUP BY name HAVING COUNT(*) > 1")

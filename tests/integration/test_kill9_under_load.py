@@ -33,17 +33,6 @@ ARGS = None
 ROUNDS = 12
 
 
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def key_matches(chain_pem, key_pem):
-    cert_pub = et.run(["openssl", "x509", "-noout", "-pubkey"], input=chain_pem.encode()).stdout
-    key_pub = et.run(["openssl", "pkey", "-pubout"], input=key_pem.encode()).stdout
-    return cert_pub == key_pub
-
-
 class Load:
     """Client threads making full handshakes until stopped; failures while
     edged is down are expected and only counted."""
@@ -90,7 +79,7 @@ class KillUnderLoad(unittest.TestCase):
             return
         for name, generation, chain_pem, key_pem in query(
                 store, "SELECT name, generation, chain_pem, private_key_pem FROM certificates"):
-            self.assertTrue(key_matches(chain_pem, key_pem), f"{name} generation {generation}: key does not match")
+            self.assertTrue(et.key_matches(chain_pem, key_pem), f"{name} generation {generation}: key does not match")
         self.assertEqual(query(
             store, "SELECT name FROM certificates WHERE is_current = 1 GROUP BY name HAVING COUNT(*) > 1"), [])
         for (text,) in query(store, "SELECT json FROM handshakes WHERE json != ''"):
