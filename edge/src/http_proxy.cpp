@@ -5,6 +5,7 @@
 #include "rate_limiter.hpp"
 #include "tcp_relay.hpp"
 #include "upstream_pool.hpp"
+#include "tls_stream.hpp"
 
 #include <edge/proxy/access_log.hpp>
 #include <edge/proxy/proxy_metrics.hpp>
@@ -108,15 +109,20 @@ asio::awaitable<Streamed> stream_body(InStream& in, beast::flat_buffer& in_buffe
       body.data = chunk.data();
       body.size = chunk.size();
       beast::get_lowest_layer(in).expires_after(in_timeout);
-      auto [read_error, n] = co_await http::async_read(in, in_buffer, parser, use_tuple);
+      // read_some: what has arrived is passed on now (a stream of events must not wait for a full chunk)
+      auto [read_error, n] = co_await http::async_read_some(in, in_buffer, parser, use_tuple);
       if (read_error && read_error != http::error::need_buffer) co_return Streamed{read_error, true};
       body.size = chunk.size() - body.size;
       body.data = chunk.data();
       body.more = !parser.is_done();
       moved += body.size;
+      // A read that parsed only framing (a chunk header) has nothing to pass
+      // on; an empty piece would go out as the chunked body's last chunk.
+      if (body.size == 0 && body.more) continue;
     } else {
       body.data = nullptr;
       body.size = 0;
+      body.more = false;  // also when no read came first (a body-less answer whose header is not sent yet)
     }
     beast::get_lowest_layer(out).expires_after(out_timeout);
     auto [write_error, n] = co_await http::async_write(out, serializer, use_tuple);
@@ -125,14 +131,15 @@ asio::awaitable<Streamed> stream_body(InStream& in, beast::flat_buffer& in_buffe
   co_return Streamed{};
 }
 
-// Watches the client's socket while the upstream is answering, without
-// reading from it (the bytes of a pipelined request stay where the next read
-// finds them): when the client's side closes or resets, the upstream stream
-// is cancelled so the pending read ends at once. A plain completion handler,
-// not a second coroutine raced against the read: this runs for every request.
+// Watches the client while the upstream is answering: when the client closes
+// or resets, the upstream stream is cancelled so the pending read ends at once.
+// It reads ahead into the TLS stream's inbox (the bytes of a pipelined request
+// stay there for the next read), which costs no system call unless something
+// arrives. A plain completion handler, not a second coroutine raced against
+// the read: this runs for every request.
 class ClientWatch {
  public:
-  ClientWatch(tcp::socket& client, beast::tcp_stream& upstream)
+  ClientWatch(TlsStream& client, beast::tcp_stream& upstream)
       : state_(std::make_shared<State>(client, upstream)) {
     arm(state_);
   }
@@ -145,39 +152,46 @@ class ClientWatch {
     if (!state_->active) return;
     state_->active = false;
     boost::system::error_code ignored;
-    state_->client.cancel(ignored);
-    state_->timer.cancel();
+    state_->client.socket().cancel(ignored);
+    if (state_->timer) state_->timer->cancel();
   }
   bool client_gone() const noexcept { return state_->gone; }
 
  private:
   struct State {
-    State(tcp::socket& c, beast::tcp_stream& u) : client(c), upstream(u), timer(c.get_executor()) {}
-    tcp::socket& client;
+    State(TlsStream& c, beast::tcp_stream& u) : client(c), upstream(u) {}
+    TlsStream& client;
     beast::tcp_stream& upstream;
-    asio::steady_timer timer;
+    std::optional<asio::steady_timer> timer;  // only when bytes came without a close
     bool active = true;
     bool gone = false;
   };
 
+  static void left(State& state) {
+    state.gone = true;
+    state.active = false;
+    state.upstream.cancel();
+  }
+
   static void arm(std::shared_ptr<State> const& state) {
-    state->client.async_wait(tcp::socket::wait_read, [state](boost::system::error_code error) {
-      if (!state->active || error) return;
-      // POLLRDHUP sees the FIN even behind unread bytes (a TLS close_notify,
-      // which in TLS 1.3 looks like application data from outside).
-      pollfd probe{state->client.native_handle(), POLLRDHUP, 0};
-      if (::poll(&probe, 1, 0) > 0 && (probe.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
-        state->gone = true;
-        state->active = false;
-        state->upstream.cancel();
-        return;
-      }
-      // Data without a FIN (a pipelined request): readiness would fire at
-      // once again, so look every 100 ms instead.
-      state->timer.expires_after(std::chrono::milliseconds(100));
-      state->timer.async_wait([state](boost::system::error_code timer_error) {
-        if (!timer_error && state->active) arm(state);
-      });
+    bool const watching = state->client.watch([state](boost::system::error_code error, std::size_t n) {
+      if (!state->active || error == asio::error::operation_aborted) return;
+      if (error || n == 0) return left(*state);  // FIN or RST
+      probe_later(state);  // bytes: a pipelined request, or a close_notify with its FIN behind it
+    });
+    if (!watching) probe_later(state);
+  }
+
+  // POLLRDHUP sees the FIN even behind unread bytes (a TLS close_notify, which
+  // in TLS 1.3 looks like application data from outside); readiness would
+  // fire at once again, so look now and then every 100 ms.
+  static void probe_later(std::shared_ptr<State> const& state) {
+    pollfd probe{state->client.socket().native_handle(), POLLRDHUP, 0};
+    if (::poll(&probe, 1, 0) > 0 && (probe.revents & (POLLRDHUP | POLLHUP | POLLERR))) return left(*state);
+    if (!state->timer) state->timer.emplace(state->client.get_executor());
+    state->timer->expires_after(std::chrono::milliseconds(100));
+    state->timer->async_wait([state](boost::system::error_code timer_error) {
+      if (!timer_error && state->active) arm(state);
     });
   }
 
@@ -292,7 +306,6 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
     res_parser->body_limit(boost::none);
     res_parser->skip(head);
   };
-  auto& client_socket = beast::get_lowest_layer(stream).socket();
   // A pooled connection may have been closed by the upstream while idle. A
   // request without a body can be retried on a fresh one; one whose body has
   // started streaming cannot.
@@ -356,7 +369,7 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
       for (;;) {
         // Waiting for the upstream is when a client most often gives up:
         // notice it, log 499 and drop the upstream connection.
-        ClientWatch watch(client_socket, upstream_tcp);
+        ClientWatch watch(stream, upstream_tcp);
         auto [read_error, m] =
             co_await http::async_read_header(connection->stream, connection->buffer, *res_parser, use_tuple);
         watch.stop();
@@ -393,9 +406,12 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
   }
   log.status = res.result_int();
   http::response_serializer<http::buffer_body> res_serializer{res};
-  beast::get_lowest_layer(stream).expires_after(config.upstream_timeout);
-  auto [header_error, n] = co_await http::async_write_header(stream, res_serializer, use_tuple);
-  if (header_error) co_return client_left();
+  if (connection->buffer.size() == 0 && !res_parser->is_done()) {
+    // The body has not started to arrive: the client gets the header now.
+    beast::get_lowest_layer(stream).expires_after(config.upstream_timeout);
+    auto [header_error, n] = co_await http::async_write_header(stream, res_serializer, use_tuple);
+    if (header_error) co_return client_left();
+  }  // else the header goes out with the first piece of the body, in one TLS record
   count::request(res.result_int());
   auto const streamed = co_await stream_body(connection->stream, connection->buffer, *res_parser, stream,
                                              res_serializer, config.upstream_timeout, config.client_timeout,

@@ -13,6 +13,7 @@
 #include <edge/proxy/config.hpp>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 namespace edge::proxy {
 
@@ -47,6 +48,10 @@ boost::asio::awaitable<void> pump(From& from, To& to, std::int64_t& total, Finis
 
 }  // namespace detail
 
+inline boost::asio::ip::tcp::socket& raw_socket(boost::asio::ip::tcp::socket& s) noexcept { return s; }
+template <class Stream>
+auto& raw_socket(Stream& s) noexcept { return s.socket(); }
+
 // Copies bytes between `client` and `upstream` until both directions ended.
 // A direction that ends half-closes its destination (TCP FIN), so protocols
 // that rely on half-close keep working; when the client side is TLS, the end
@@ -55,14 +60,13 @@ template <class ClientStream>
 boost::asio::awaitable<RelayCounts> relay(ClientStream& client, boost::beast::tcp_stream& upstream,
                                           bool client_is_raw_tcp) {
   using namespace boost::asio::experimental::awaitable_operators;
-  namespace beast = boost::beast;
   RelayCounts counts;
-  beast::get_lowest_layer(client).expires_never();
+  if constexpr (!std::is_same_v<ClientStream, boost::asio::ip::tcp::socket>) client.expires_never();
   upstream.expires_never();
   boost::system::error_code ignored;
   auto half_close_upstream = [&] { upstream.socket().shutdown(boost::asio::socket_base::shutdown_send, ignored); };
   auto half_close_client = [&] {
-    beast::get_lowest_layer(client).socket().shutdown(boost::asio::socket_base::shutdown_send, ignored);
+    raw_socket(client).shutdown(boost::asio::socket_base::shutdown_send, ignored);
   };
   if (client_is_raw_tcp) {
     co_await (detail::pump(client, upstream, counts.from_client, half_close_upstream) &&

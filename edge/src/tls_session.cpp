@@ -5,8 +5,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/beast/core/error.hpp>
 #include <cctype>
 #include <chrono>
 #include <ctime>
@@ -25,6 +24,7 @@
 #include "tcp_relay.hpp"
 #include "tls_contexts.hpp"
 #include "tls_policy.hpp"
+#include "tls_stream.hpp"
 
 namespace edge::proxy {
 namespace asio = boost::asio;
@@ -298,12 +298,12 @@ asio::awaitable<void> terminate_to_tcp(TlsStream& stream, TlsRoute const& route,
   co_await relay(stream, *upstream, false);
 }
 
-asio::awaitable<void> answer_plain_http(beast::tcp_stream& stream) {
+asio::awaitable<void> answer_plain_http(TlsStream& stream) {
   static constexpr std::string_view kResponse =
       "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 35\r\nConnection: close\r\n\r\n"
       "This port speaks HTTPS, not HTTP.\r\n";
   stream.expires_after(std::chrono::seconds(5));
-  co_await asio::async_write(stream, asio::buffer(kResponse), use_tuple);
+  co_await asio::async_write(stream.socket(), asio::buffer(kResponse), use_tuple);
 }
 
 }  // namespace
@@ -317,20 +317,18 @@ void install_certificate_selection(SSL_CTX* base_context, bool tickets) {
 namespace {
 
 // Reads more bytes into the pre-read buffer; false on close, error or timeout.
-asio::awaitable<bool> read_more(PrereadStream& stream) {
-  auto& buffer = stream.buffer();
-  auto [error, n] = co_await stream.next_layer().async_read_some(buffer.prepare(4096), use_tuple);
-  buffer.commit(n);
+asio::awaitable<bool> read_more(TlsStream& stream) {
+  auto [error, n] = co_await stream.async_read_plain(4096, use_tuple);
   co_return !error || n > 0;
 }
 
-std::span<std::uint8_t const> buffered(PrereadStream& stream) {
-  auto const data = stream.buffer().data();
+std::span<std::uint8_t const> buffered(TlsStream& stream) {
+  auto const data = stream.preread().data();
   return {static_cast<std::uint8_t const*>(data.data()), data.size()};
 }
 
 // The PROXY header from a trusted balancer: the real client address.
-asio::awaitable<bool> read_proxy_header(PrereadStream& stream, SessionEnvironment const& env, HandshakeEvent& event) {
+asio::awaitable<bool> read_proxy_header(TlsStream& stream, SessionEnvironment const& env, HandshakeEvent& event) {
   auto const& inbound = env.config.proxy_protocol;
   bool trusted = false;
   for (auto const& cidr : inbound.trusted_proxies) trusted = trusted || cidr.contains(event.client_address);
@@ -346,7 +344,7 @@ asio::awaitable<bool> read_proxy_header(PrereadStream& stream, SessionEnvironmen
         event.error_type = "proxy_protocol_invalid";
         co_return false;
       }
-      stream.buffer().consume(parsed.consumed);
+      stream.preread().consume(parsed.consumed);
       if (parsed.header.has_addresses) {
         event.peer_address = event.client_address;
         event.client_address = parsed.header.source_address;
@@ -359,14 +357,14 @@ asio::awaitable<bool> read_proxy_header(PrereadStream& stream, SessionEnvironmen
       co_return false;
     }
     if (!co_await read_more(stream)) {
-      event.error_type = beast::get_lowest_layer(stream).socket().is_open() ? "client_closed" : "handshake_timeout";
+      event.error_type = stream.timed_out() ? "handshake_timeout" : "client_closed";
       co_return false;
     }
   }
 }
 
 // The ClientHello read ahead of OpenSSL, for routing.
-asio::awaitable<std::optional<ClientHelloInfo>> preread_client_hello(PrereadStream& stream, HandshakeEvent& event) {
+asio::awaitable<std::optional<ClientHelloInfo>> preread_client_hello(TlsStream& stream, HandshakeEvent& event) {
   for (;;) {
     auto parsed = parse_client_hello(buffered(stream));
     switch (parsed.status) {
@@ -383,11 +381,8 @@ asio::awaitable<std::optional<ClientHelloInfo>> preread_client_hello(PrereadStre
         break;
     }
     if (!co_await read_more(stream)) {
-      event.error_type = buffered(stream).empty() && beast::get_lowest_layer(stream).socket().is_open()
-                             ? "client_closed"
-                             : "handshake_timeout";
-      // A timed-out socket is closed by the stream's timer.
-      if (!beast::get_lowest_layer(stream).socket().is_open()) event.error_type = "handshake_timeout";
+      // A client that sent part of a ClientHello and went quiet timed out.
+      event.error_type = buffered(stream).empty() && !stream.timed_out() ? "client_closed" : "handshake_timeout";
       co_return std::nullopt;
     }
   }
@@ -410,7 +405,7 @@ std::string version_list(std::vector<std::uint16_t> const& versions, std::uint16
 
 // Layer 4: bytes pass through to the upstream, nothing terminated here. The
 // record is written when the connection ends, with the byte counts.
-asio::awaitable<void> pass_through(PrereadStream& stream, TlsRoute const& route, SessionEnvironment const& env,
+asio::awaitable<void> pass_through(TlsStream& stream, TlsRoute const& route, SessionEnvironment const& env,
                                    HandshakeEvent event, std::chrono::steady_clock::time_point started) {
   event.upstream = route.upstream.text();
   std::string why;
@@ -431,10 +426,11 @@ asio::awaitable<void> pass_through(PrereadStream& stream, TlsRoute const& route,
   auto const preread = buffered(stream);
   first.append(reinterpret_cast<char const*>(preread.data()), preread.size());
   std::int64_t const preread_size = static_cast<std::int64_t>(preread.size());
-  stream.buffer().consume(preread.size());
+  stream.preread().consume(preread.size());
   auto [write_error, written] = co_await asio::async_write(*upstream, asio::buffer(first), use_tuple);
   RelayCounts counts;
-  if (!write_error) counts = co_await relay(beast::get_lowest_layer(stream), *upstream, true);
+  stream.expires_never();
+  if (!write_error) counts = co_await relay(stream.socket(), *upstream, true);
   event.outcome = HandshakeOutcome::passthrough;
   event.bytes_in = preread_size + counts.from_client;
   event.bytes_out = counts.to_client;
@@ -463,10 +459,9 @@ asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<Sessi
   }
   socket.set_option(tcp::no_delay(true), ec);
 
-  TlsStream stream(std::move(socket), env.ssl_context);
-  auto& raw = stream.next_layer();
-  ConnectionControl control(listener.connections, beast::get_lowest_layer(stream).socket());
-  beast::get_lowest_layer(stream).expires_after(env.config.tls.handshake_timeout);
+  TlsStream stream(std::move(socket), env.ssl_context.native_handle());
+  ConnectionControl control(listener.connections, stream.socket());
+  stream.expires_after(env.config.tls.handshake_timeout);
   auto finish_early = [&](HandshakeOutcome outcome) {
     event.outcome = outcome;
     event.duration_us =
@@ -474,19 +469,19 @@ asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<Sessi
     env.log.submit(std::move(event));
   };
 
-  if (listener.proxy_protocol && !co_await read_proxy_header(raw, env, event)) {
+  if (listener.proxy_protocol && !co_await read_proxy_header(stream, env, event)) {
     finish_early(event.error_type == "handshake_timeout" ? HandshakeOutcome::timeout : HandshakeOutcome::failed);
     co_return;
   }
 
   TlsRoute const* route = nullptr;
   if (env.preread) {
-    auto hello = co_await preread_client_hello(raw, event);
+    auto hello = co_await preread_client_hello(stream, event);
     if (!hello) {
-      bool const http = event.error_type == "not_tls" && buffered(raw).size() >= 4 && std::isupper(buffered(raw)[0]) &&
-                        std::isupper(buffered(raw)[1]);
+      bool const http = event.error_type == "not_tls" && buffered(stream).size() >= 4 && std::isupper(buffered(stream)[0]) &&
+                        std::isupper(buffered(stream)[1]);
       finish_early(event.error_type == "handshake_timeout" ? HandshakeOutcome::timeout : HandshakeOutcome::failed);
-      if (http) co_await answer_plain_http(beast::get_lowest_layer(stream));
+      if (http) co_await answer_plain_http(stream);
       co_return;
     }
     event.server_name = hello->server_name;
@@ -498,7 +493,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<Sessi
       co_return;
     }
     if (route->mode == RouteMode::transparent) {
-      co_await pass_through(raw, *route, env, std::move(event), started);
+      co_await pass_through(stream, *route, env, std::move(event), started);
       co_return;
     }
   }
@@ -515,7 +510,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<Sessi
   SSL_set_msg_callback(ssl, on_tls_message);
   SSL_set_msg_callback_arg(ssl, &state);
 
-  auto [handshake_error] = co_await stream.async_handshake(asio::ssl::stream_base::server, use_tuple);
+  auto [handshake_error] = co_await stream.async_handshake(use_tuple);
   SSL_set_msg_callback(ssl, nullptr);
 
   event.duration_us =
@@ -564,12 +559,12 @@ asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<Sessi
   control.set_recorded();  // a stop may now end this connection with its event loop
 
   if (handshake_error) {
-    if (plain_http) co_await answer_plain_http(beast::get_lowest_layer(stream));
+    if (plain_http) co_await answer_plain_http(stream);
     co_return;
   }
   if (is_challenge) {
     // The validator only needed our certificate; say goodbye properly.
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+    stream.expires_after(std::chrono::seconds(2));
     co_await stream.async_shutdown(use_tuple);
     co_return;
   }
@@ -577,7 +572,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<Sessi
     co_await terminate_to_tcp(stream, *route, env, endpoints);
     co_return;
   }
-  beast::get_lowest_layer(stream).expires_never();
+  stream.expires_never();
   co_await serve_http(stream, env.config, *listener.upstreams, client, env.access_log);
 }
 

@@ -325,7 +325,7 @@ handshake_log:
             data = b""
             while not data.endswith(b"0\r\n\r\n"):
                 data += sock.recv(65536)
-            self.assertTrue(data.startswith(b"HTTP/1.1 200"))
+            self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:300])
         sock.close()
 
 

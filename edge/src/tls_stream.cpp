@@ -1,0 +1,267 @@
+#include "tls_stream.hpp"
+
+#include <openssl/err.h>
+#include <sys/socket.h>
+
+#include <boost/asio/ssl/error.hpp>
+#include <boost/beast/core/error.hpp>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace edge::proxy {
+namespace asio = boost::asio;
+
+struct TlsStream::Shared {
+  explicit Shared(asio::any_io_executor executor) : timer(std::move(executor)) {}
+  asio::steady_timer timer;
+  Clock::time_point deadline = Clock::time_point::max();
+  Clock::time_point armed = Clock::time_point::max();  // what the timer waits for; max: not waiting
+  bool fired = false;
+  asio::ip::tcp::socket* socket = nullptr;  // null once the stream is gone
+  TlsStream* stream = nullptr;              // likewise
+};
+
+// The BIO between OpenSSL and the socket. Reads come from the pre-read bytes,
+// then the inbox (filled by Asio's read), then - only when the last read
+// filled the inbox, so more is probably there - straight from the socket.
+// Writes go straight to the socket.
+struct BioAccess {
+  static TlsStream& of(BIO* bio) { return *static_cast<TlsStream*>(BIO_get_data(bio)); }
+
+  static int read(BIO* bio, char* out, int size) {
+    BIO_clear_retry_flags(bio);
+    if (size <= 0) return 0;
+    auto& s = of(bio);
+    auto const wanted = static_cast<std::size_t>(size);
+    if (s.preread_.size() > 0) {
+      auto const n = asio::buffer_copy(asio::buffer(out, wanted), s.preread_.data());
+      s.preread_.consume(n);
+      if (s.preread_.size() == 0) s.preread_.shrink_to_fit();  // a connection keeps no pre-read buffer
+      return static_cast<int>(n);
+    }
+    if (s.inbox_begin_ < s.inbox_end_) {
+      auto const n = std::min(wanted, s.inbox_end_ - s.inbox_begin_);
+      std::memcpy(out, s.inbox_.data() + s.inbox_begin_, n);
+      s.inbox_begin_ += n;
+      return static_cast<int>(n);
+    }
+    if (s.read_directly_) {
+      ssize_t const n = ::recv(s.socket_.native_handle(), out, wanted, 0);
+      if (n > 0) return static_cast<int>(n);
+      if (n == 0) {
+        s.peer_closed_ = true;
+        return 0;
+      }
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        s.io_errno_ = errno;
+        return -1;
+      }
+      s.read_directly_ = false;
+    }
+    if (s.peer_closed_) return 0;
+    BIO_set_retry_read(bio);
+    return -1;
+  }
+
+  static int write(BIO* bio, char const* in, int size) {
+    BIO_clear_retry_flags(bio);
+    if (size <= 0) return 0;
+    auto& s = of(bio);
+    for (;;) {
+      ssize_t const n = ::send(s.socket_.native_handle(), in, static_cast<std::size_t>(size), MSG_NOSIGNAL);
+      if (n >= 0) return static_cast<int>(n);
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        BIO_set_retry_write(bio);
+      } else {
+        s.io_errno_ = errno;
+      }
+      return -1;
+    }
+  }
+
+  static long control(BIO* bio, int command, long, void*) {
+    switch (command) {
+      case BIO_CTRL_FLUSH:
+        return 1;
+      case BIO_CTRL_EOF:
+        return of(bio).peer_closed_ ? 1 : 0;
+      case BIO_CTRL_PENDING: {
+        auto& s = of(bio);
+        return static_cast<long>(s.preread_.size() + (s.inbox_end_ - s.inbox_begin_));
+      }
+      default:
+        return 0;
+    }
+  }
+
+  static int create(BIO* bio) {
+    BIO_set_init(bio, 1);
+    return 1;
+  }
+
+  static BIO_METHOD const* method() {
+    static BIO_METHOD* const m = [] {
+      BIO_METHOD* made = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "edge socket");
+      if (!made || BIO_meth_set_read(made, read) != 1 || BIO_meth_set_write(made, write) != 1 ||
+          BIO_meth_set_ctrl(made, control) != 1 || BIO_meth_set_create(made, create) != 1) {
+        throw std::runtime_error("cannot create the socket BIO method");
+      }
+      return made;
+    }();
+    return m;
+  }
+};
+
+std::array<char, TlsStream::kGatherLimit>& TlsStream::gather_scratch() {
+  thread_local std::array<char, kGatherLimit> scratch;
+  return scratch;
+}
+
+TlsStream::TlsStream(asio::ip::tcp::socket socket, SSL_CTX* context)
+    : socket_(std::move(socket)),
+      ssl_(SSL_new(context), SSL_free),
+      shared_(std::make_shared<Shared>(socket_.get_executor())) {
+  if (!ssl_) throw std::bad_alloc();
+  shared_->socket = &socket_;
+  shared_->stream = this;
+  BIO* bio = BIO_new(BioAccess::method());
+  if (!bio) throw std::bad_alloc();
+  BIO_set_data(bio, this);
+  SSL_set_bio(ssl_.get(), bio, bio);
+  // Partial writes: a write returns once a record is out, as Asio's stream
+  // does; released buffers: an idle connection keeps no 17 KiB record buffers.
+  SSL_set_mode(ssl_.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                               SSL_MODE_RELEASE_BUFFERS);
+  SSL_set_accept_state(ssl_.get());
+}
+
+TlsStream::~TlsStream() {
+  shared_->socket = nullptr;
+  shared_->stream = nullptr;
+  shared_->timer.cancel();
+}
+
+void TlsStream::expires_never() noexcept { shared_->deadline = Clock::time_point::max(); }
+bool TlsStream::timed_out() const noexcept { return shared_->fired; }
+
+namespace {
+
+void on_timer(std::shared_ptr<TlsStream::Shared> const& state, boost::system::error_code error);
+
+}  // namespace
+
+void TlsStream::expires_after(Clock::duration timeout) {
+  auto& state = *shared_;
+  state.deadline = Clock::now() + timeout;
+  if (state.armed != Clock::time_point::max() && state.armed <= state.deadline) return;  // it will look again then
+  state.armed = state.deadline;
+  state.timer.expires_at(state.deadline);
+  state.timer.async_wait([state = shared_](boost::system::error_code error) { on_timer(state, error); });
+}
+
+namespace {
+
+void on_timer(std::shared_ptr<TlsStream::Shared> const& state, boost::system::error_code error) {
+  if (error == asio::error::operation_aborted || !state->socket) return;  // re-armed earlier, or the stream is gone
+  auto const now = TlsStream::Clock::now();
+  if (state->deadline == TlsStream::Clock::time_point::max()) {
+    state->armed = TlsStream::Clock::time_point::max();
+    return;
+  }
+  if (now < state->deadline) {  // moved later since it was armed
+    state->armed = state->deadline;
+    state->timer.expires_at(state->deadline);
+    state->timer.async_wait([state](boost::system::error_code e) { on_timer(state, e); });
+    return;
+  }
+  state->armed = TlsStream::Clock::time_point::max();
+  state->fired = true;
+  boost::system::error_code ignored;
+  state->socket->close(ignored);  // every pending operation ends; they report the timeout
+}
+
+}  // namespace
+
+void TlsStream::end_watch(std::shared_ptr<Shared> const& shared, std::size_t n) noexcept {
+  if (TlsStream* stream = shared->stream) {
+    stream->watching_ = false;
+    stream->inbox_end_ += n;
+  }
+}
+
+void TlsStream::inbox_filled(std::size_t n) noexcept {
+  inbox_begin_ = 0;
+  inbox_end_ = n;
+  read_directly_ = n == inbox_.size();
+}
+
+boost::system::error_code TlsStream::socket_error(boost::system::error_code error) const {
+  if (shared_->fired) return boost::beast::error::timeout;
+  return error;
+}
+
+TlsStream::Step TlsStream::finish(int result, std::size_t bytes) {
+  int const code = SSL_get_error(ssl_.get(), result);
+  switch (code) {
+    case SSL_ERROR_NONE:
+      return {Want::nothing, {}, bytes};
+    case SSL_ERROR_WANT_READ:
+      if (shared_->fired) return {Want::nothing, boost::beast::error::timeout, 0};
+      return {Want::read, {}, 0};
+    case SSL_ERROR_WANT_WRITE:
+      if (shared_->fired) return {Want::nothing, boost::beast::error::timeout, 0};
+      return {Want::write, {}, 0};
+    case SSL_ERROR_ZERO_RETURN:
+      return {Want::nothing, asio::error::eof, 0};  // close_notify
+    case SSL_ERROR_SYSCALL: {
+      ERR_clear_error();
+      if (shared_->fired) return {Want::nothing, boost::beast::error::timeout, 0};
+      if (io_errno_ != 0) return {Want::nothing, {io_errno_, boost::system::system_category()}, 0};
+      return {Want::nothing, asio::ssl::error::stream_truncated, 0};
+    }
+    default: {
+      unsigned long const e = ERR_get_error();
+      ERR_clear_error();
+      if (shared_->fired) return {Want::nothing, boost::beast::error::timeout, 0};
+      if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        return {Want::nothing, asio::ssl::error::stream_truncated, 0};  // as Asio reports it
+      }
+      if (e == 0 && io_errno_ != 0) return {Want::nothing, {io_errno_, boost::system::system_category()}, 0};
+      return {Want::nothing, {static_cast<int>(e), asio::error::get_ssl_category()}, 0};
+    }
+  }
+}
+
+TlsStream::Step TlsStream::handshake_step() {
+  ERR_clear_error();
+  return finish(SSL_do_handshake(ssl_.get()), 0);
+}
+
+TlsStream::Step TlsStream::shutdown_step() {
+  ERR_clear_error();
+  int const result = SSL_shutdown(ssl_.get());
+  if (result >= 0) return {};  // close_notify sent (0: the peer's not seen, not waited for)
+  auto step = finish(result, 0);
+  if (step.want == Want::read) return {};  // only the peer's close_notify is missing
+  return step;
+}
+
+TlsStream::Step TlsStream::read_step(asio::mutable_buffer buffer) {
+  if (buffer.size() == 0) return {};
+  ERR_clear_error();
+  std::size_t n = 0;
+  int const result = SSL_read_ex(ssl_.get(), buffer.data(), buffer.size(), &n);
+  return finish(result, n);
+}
+
+TlsStream::Step TlsStream::write_step(asio::const_buffer buffer) {
+  if (buffer.size() == 0) return {};
+  ERR_clear_error();
+  std::size_t n = 0;
+  int const result = SSL_write_ex(ssl_.get(), buffer.data(), buffer.size(), &n);
+  return finish(result, n);
+}
+
+}  // namespace edge::proxy
