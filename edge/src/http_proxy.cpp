@@ -431,6 +431,125 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
 
 }  // namespace
 
+namespace {
+
+enum class Next { keep, close, abort };  // the connection after a request: next request, close_notify, just close
+
+// One request, from its parsed header to the end of its response. Its own
+// coroutine so that an idle connection between requests keeps none of this
+// frame (responses, the access record).
+asio::awaitable<Next> serve_request(TlsStream& stream, beast::flat_buffer& buffer,
+                                    http::request_parser<http::buffer_body>& parser,
+                                    boost::system::error_code read_error, ProxyConfig const& config,
+                                    UpstreamPool& pool, HttpClientInfo const& client, AccessLog* access_log) {
+  auto const started = Clock::now();
+  AccessRecord log;
+  // One record per request, submitted however the request ends.
+  struct Submit {
+    AccessLog* sink;
+    AccessRecord& record;
+    Clock::time_point started;
+    bool armed = false;
+    ~Submit() {
+      if (!sink || !armed) return;
+      record.duration_us = micros(Clock::now() - started);
+      sink->submit(std::move(record));
+    }
+  } submit{access_log, log, started};
+  auto answer_error = [&](http::status status, std::string_view text, ProxyError error, bool keep) {
+    auto res = error_response(status, text, config.server_header);
+    res.keep_alive(keep);
+    count::error(error);
+    count::request(res.result_int());
+    log.status = res.result_int();
+    return res;
+  };
+  if (read_error) {
+    // A closed, reset or idle connection has no one to answer; a bad request does.
+    bool const parse_error = read_error.category() == http::make_error_code(http::error::bad_target).category();
+    if (!parse_error) co_return Next::abort;
+    auto status = read_error == http::error::header_limit ? http::status::request_header_fields_too_large
+                                                          : http::status::bad_request;
+    if (read_error == http::error::bad_version && names_an_http_version(buffer)) {
+      status = http::status::http_version_not_supported;  // "HTTP/3.0", "HTTP/2.0": well-formed, not ours
+    }
+    submit.armed = access_log != nullptr;
+    if (submit.armed) {
+      log.timestamp_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+      log.connection_id = client.connection_id;
+      log.client_address = client.address;
+    }
+    auto res = answer_error(status, http::obsolete_reason(status), ProxyError::bad_request, false);
+    co_await write_message(stream, res);
+    co_return Next::abort;
+  }
+  auto& req = parser.get();
+  submit.armed = access_log != nullptr;
+  if (submit.armed) {
+    log.timestamp_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    log.connection_id = client.connection_id;
+    log.client_address = client.address;
+    log.method = req.method_string();
+    log.path = req.target().substr(0, req.target().find('?'));  // the query may carry secrets
+  }
+  if (req.version() != 10 && req.version() != 11) {
+    auto res = answer_error(http::status::http_version_not_supported, "HTTP/1.0 and HTTP/1.1 only",
+                            ProxyError::bad_request, false);
+    co_await write_message(stream, res);
+    co_return Next::abort;
+  }
+  if (ambiguous_framing(req.base())) {
+    auto res = answer_error(http::status::bad_request, "ambiguous message framing", ProxyError::bad_request, false);
+    co_await write_message(stream, res);
+    co_return Next::abort;
+  }
+  HttpRoute const* route = find_route(config, req[http::field::host], req.target());
+  if (!route) {
+    bool const can_continue = parser.is_done() && req.keep_alive();
+    auto res = answer_error(http::status::not_found, "no route", ProxyError::no_route, can_continue);
+    res.version(req.version());
+    co_await write_message(stream, res);
+    co_return can_continue ? Next::keep : Next::close;
+  }
+  log.route = route->name;
+  RateTicket ticket;
+  if (route->limiter) {
+    auto const verdict = route->limiter->admit(client.address, Clock::now());
+    if (verdict != RateLimiter::Verdict::admitted) {
+      bool const rate = verdict == RateLimiter::Verdict::rate_limited;
+      if (rate) count::rate_limited_request();
+      else count::rate_limited_connection();
+      auto const& limits = route->limiter->limits();
+      auto const status = static_cast<http::status>(rate ? limits.status : limits.concurrency_status);
+      // The body (if any) was not read, so only a request without one leaves the connection usable.
+      bool const can_continue = parser.is_done() && req.keep_alive();
+      auto res = error_response(status, rate ? "rate limited" : "too many connections", config.server_header);
+      res.keep_alive(can_continue);
+      res.version(req.version());
+      if (rate && limits.rate > 0) res.set(http::field::retry_after, std::to_string(static_cast<int>(1.0 / limits.rate) + 1));
+      count::request(res.result_int());
+      log.status = res.result_int();
+      co_await write_message(stream, res);
+      co_return can_continue ? Next::keep : Next::close;
+    }
+    ticket = RateTicket(route->limiter.get(), client.address);
+  }
+  if (route->websocket && beast::iequals(req[http::field::upgrade], "websocket")) {
+    http::request_header<> head = req.base();
+    rewrite_request_head(head, *route, client, true);
+    co_await upgrade(stream, buffer, head, *route, config, log);
+    co_return Next::abort;
+  }
+  auto const exchange = co_await forward(stream, buffer, parser, *route, pool, config, client, log);
+  co_return exchange.keep_client ? Next::keep : Next::close;
+}
+
+}  // namespace
+
 asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, UpstreamPool& pool,
                                  HttpClientInfo const& client, AccessLog* access_log) {
   beast::flat_buffer buffer;
@@ -440,120 +559,16 @@ asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, U
     http::request_parser<http::buffer_body> parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(boost::none);  // bodies stream; nothing is buffered whole
-    beast::get_lowest_layer(stream).expires_after(config.client_timeout);
+    stream.expires_after(config.client_timeout);
     if (client.control) client.control->set_idle(served && buffer.size() == 0);  // a stop closes it at once
     auto [read_error, read] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
     if (client.control) client.control->set_idle(false);
     if (read_error == http::error::end_of_stream) break;
-
-    auto const started = Clock::now();
-    AccessRecord log;
-    // One record per request, submitted however the request ends.
-    struct Submit {
-      AccessLog* sink;
-      AccessRecord& record;
-      Clock::time_point started;
-      bool armed = false;
-      ~Submit() {
-        if (!sink || !armed) return;
-        record.duration_us = micros(Clock::now() - started);
-        sink->submit(std::move(record));
-      }
-    } submit{access_log, log, started};
-    auto answer_error = [&](http::status status, std::string_view text, ProxyError error, bool keep) {
-      auto res = error_response(status, text, config.server_header);
-      res.keep_alive(keep);
-      count::error(error);
-      count::request(res.result_int());
-      log.status = res.result_int();
-      return res;
-    };
-    if (read_error) {
-      // A closed, reset or idle connection has no one to answer; a bad request does.
-      bool const parse_error = read_error.category() == http::make_error_code(http::error::bad_target).category();
-      if (!parse_error) co_return;
-      auto status = read_error == http::error::header_limit ? http::status::request_header_fields_too_large
-                                                            : http::status::bad_request;
-      if (read_error == http::error::bad_version && names_an_http_version(buffer)) {
-        status = http::status::http_version_not_supported;  // "HTTP/3.0", "HTTP/2.0": well-formed, not ours
-      }
-      submit.armed = access_log != nullptr;
-      if (submit.armed) {
-        log.timestamp_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                               std::chrono::system_clock::now().time_since_epoch())
-                               .count();
-        log.connection_id = client.connection_id;
-        log.client_address = client.address;
-      }
-      auto res = answer_error(status, http::obsolete_reason(status), ProxyError::bad_request, false);
-      co_await write_message(stream, res);
-      co_return;
-    }
-    auto& req = parser.get();
-    submit.armed = access_log != nullptr;
-    if (submit.armed) {
-      log.timestamp_us =
-          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-              .count();
-      log.connection_id = client.connection_id;
-      log.client_address = client.address;
-      log.method = req.method_string();
-      log.path = req.target().substr(0, req.target().find('?'));  // the query may carry secrets
-    }
-    if (req.version() != 10 && req.version() != 11) {
-      auto res = answer_error(http::status::http_version_not_supported, "HTTP/1.0 and HTTP/1.1 only",
-                              ProxyError::bad_request, false);
-      co_await write_message(stream, res);
-      co_return;
-    }
-    if (ambiguous_framing(req.base())) {
-      auto res = answer_error(http::status::bad_request, "ambiguous message framing", ProxyError::bad_request, false);
-      co_await write_message(stream, res);
-      co_return;
-    }
-    HttpRoute const* route = find_route(config, req[http::field::host], req.target());
-    if (!route) {
-      bool const can_continue = parser.is_done() && req.keep_alive();
-      auto res = answer_error(http::status::not_found, "no route", ProxyError::no_route, can_continue);
-      res.version(req.version());
-      co_await write_message(stream, res);
-      if (can_continue) continue;
-      break;
-    }
-    log.route = route->name;
-    RateTicket ticket;
-    if (route->limiter) {
-      auto const verdict = route->limiter->admit(client.address, Clock::now());
-      if (verdict != RateLimiter::Verdict::admitted) {
-        bool const rate = verdict == RateLimiter::Verdict::rate_limited;
-        if (rate) count::rate_limited_request();
-        else count::rate_limited_connection();
-        auto const& limits = route->limiter->limits();
-        auto const status = static_cast<http::status>(rate ? limits.status : limits.concurrency_status);
-        // The body (if any) was not read, so only a request without one leaves the connection usable.
-        bool const can_continue = parser.is_done() && req.keep_alive();
-        auto res = error_response(status, rate ? "rate limited" : "too many connections", config.server_header);
-        res.keep_alive(can_continue);
-        res.version(req.version());
-        if (rate && limits.rate > 0) res.set(http::field::retry_after, std::to_string(static_cast<int>(1.0 / limits.rate) + 1));
-        count::request(res.result_int());
-        log.status = res.result_int();
-        co_await write_message(stream, res);
-        if (can_continue) continue;
-        break;
-      }
-      ticket = RateTicket(route->limiter.get(), client.address);
-    }
-    if (route->websocket && beast::iequals(req[http::field::upgrade], "websocket")) {
-      http::request_header<> head = req.base();
-      rewrite_request_head(head, *route, client, true);
-      co_await upgrade(stream, buffer, head, *route, config, log);
-      co_return;
-    }
-    auto const exchange = co_await forward(stream, buffer, parser, *route, pool, config, client, log);
-    if (!exchange.keep_client) break;
+    auto const next = co_await serve_request(stream, buffer, parser, read_error, config, pool, client, access_log);
+    if (next == Next::abort) co_return;
+    if (next == Next::close) break;
   }
-  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+  stream.expires_after(std::chrono::seconds(2));
   co_await stream.async_shutdown(use_tuple);
 }
 

@@ -180,8 +180,9 @@ int on_client_hello(SSL* ssl, int* alert, void*) {
 
 int on_ticket_key(SSL* ssl, unsigned char key_name[16], unsigned char* iv, EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac,
                   int encrypt) {
-  auto& state = state_of(ssl);
-  return state.tickets ? state.tickets->handle(key_name, iv, cipher, mac, encrypt) : 0;
+  // No state after the handshake (it lived on the handshake's frame): no ticket then.
+  auto* state = static_cast<TlsConnectionState*>(SSL_get_ex_data(ssl, state_index()));
+  return state && state->tickets ? state->tickets->handle(key_name, iv, cipher, mac, encrypt) : 0;
 }
 
 // Sees every record and alert in both directions: the only reliable way to
@@ -439,28 +440,38 @@ asio::awaitable<void> pass_through(TlsStream& stream, TlsRoute const& route, Ses
 
 }  // namespace
 
-asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<SessionEnvironment const> environment,
-                                       ListenerContext listener, std::string connection_id) {
-  SessionEnvironment const& env = *environment;  // kept alive by `environment` for the connection's life
-  auto const started = std::chrono::steady_clock::now();
-  count::ActiveConnection const active;  // edge_connections_active
+namespace {
+
+// What the connection does once its handshake record is written.
+struct Established {
+  enum class Next { close, answer_plain_http, say_goodbye, to_tcp, to_http } next = Next::close;
+  TlsRoute const* route = nullptr;
+  HttpClientInfo client;
+  ClientEndpoints endpoints;
+};
+
+// Everything up to the handshake record: PROXY header, ClientHello routing,
+// the handshake. Its own coroutine so that its frame (the record, the
+// callbacks' state) is freed before the connection settles down to serve
+// requests; an idle connection keeps only the caller's small frame.
+asio::awaitable<Established> establish(TlsStream& stream, SessionEnvironment const& env,
+                                       ListenerContext const& listener, std::string connection_id,
+                                       ConnectionControl& control, std::chrono::steady_clock::time_point started) {
+  Established out;
   HandshakeEvent event;
   event.timestamp_us = unix_micros_now();
   event.listener = listener.text;
   event.connection_id = std::move(connection_id);
   boost::system::error_code ec;
-  if (auto remote = socket.remote_endpoint(ec); !ec) {
+  if (auto remote = stream.socket().remote_endpoint(ec); !ec) {
     event.client_address = remote.address().to_string();
     event.client_port = remote.port();
   }
-  if (auto local = socket.local_endpoint(ec); !ec) {
+  if (auto local = stream.socket().local_endpoint(ec); !ec) {
     event.server_address = local.address().to_string();
     event.server_port = local.port();
   }
-  socket.set_option(tcp::no_delay(true), ec);
-
-  TlsStream stream(std::move(socket), env.ssl_context.native_handle());
-  ConnectionControl control(listener.connections, stream.socket());
+  stream.socket().set_option(tcp::no_delay(true), ec);
   stream.expires_after(env.config.tls.handshake_timeout);
   auto finish_early = [&](HandshakeOutcome outcome) {
     event.outcome = outcome;
@@ -471,18 +482,18 @@ asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<Sessi
 
   if (listener.proxy_protocol && !co_await read_proxy_header(stream, env, event)) {
     finish_early(event.error_type == "handshake_timeout" ? HandshakeOutcome::timeout : HandshakeOutcome::failed);
-    co_return;
+    co_return out;
   }
 
   TlsRoute const* route = nullptr;
   if (env.preread) {
     auto hello = co_await preread_client_hello(stream, event);
     if (!hello) {
-      bool const http = event.error_type == "not_tls" && buffered(stream).size() >= 4 && std::isupper(buffered(stream)[0]) &&
-                        std::isupper(buffered(stream)[1]);
+      bool const http = event.error_type == "not_tls" && buffered(stream).size() >= 4 &&
+                        std::isupper(buffered(stream)[0]) && std::isupper(buffered(stream)[1]);
       finish_early(event.error_type == "handshake_timeout" ? HandshakeOutcome::timeout : HandshakeOutcome::failed);
-      if (http) co_await answer_plain_http(stream);
-      co_return;
+      if (http) out.next = Established::Next::answer_plain_http;
+      co_return out;
     }
     event.server_name = hello->server_name;
     event.offered_alpn = join(hello->alpn);
@@ -490,11 +501,11 @@ asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<Sessi
     route = &env.sni_policies.route(hello->server_name);
     if (route->mode == RouteMode::reject) {
       finish_early(HandshakeOutcome::rejected);  // silent: no alert, nothing for a scanner to learn
-      co_return;
+      co_return out;
     }
     if (route->mode == RouteMode::transparent) {
       co_await pass_through(stream, *route, env, std::move(event), started);
-      co_return;
+      co_return out;
     }
   }
 
@@ -512,6 +523,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<Sessi
 
   auto [handshake_error] = co_await stream.async_handshake(use_tuple);
   SSL_set_msg_callback(ssl, nullptr);
+  SSL_set_ex_data(ssl, state_index(), nullptr);  // `state` ends with this frame
 
   event.duration_us =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
@@ -552,28 +564,52 @@ asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<Sessi
   if (!handshake_error && !is_challenge && !route) route = &env.sni_policies.route(state.server_name);
   bool const tcp_upstream = route && !route->http;
   if (tcp_upstream) event.upstream = route->upstream.text();
-  HttpClientInfo client{event.client_address, state.server_name, event.connection_id};
-  client.control = &control;
-  ClientEndpoints const endpoints{event.client_address, event.client_port, event.server_address, event.server_port};
+  out.client = HttpClientInfo{event.client_address, state.server_name, event.connection_id};
+  out.client.control = &control;
+  out.endpoints = ClientEndpoints{event.client_address, event.client_port, event.server_address, event.server_port};
+  out.route = route;
   env.log.submit(std::move(event));
   control.set_recorded();  // a stop may now end this connection with its event loop
 
   if (handshake_error) {
-    if (plain_http) co_await answer_plain_http(stream);
-    co_return;
+    if (plain_http) out.next = Established::Next::answer_plain_http;
+  } else if (is_challenge) {
+    out.next = Established::Next::say_goodbye;
+  } else {
+    out.next = tcp_upstream ? Established::Next::to_tcp : Established::Next::to_http;
   }
-  if (is_challenge) {
-    // The validator only needed our certificate; say goodbye properly.
-    stream.expires_after(std::chrono::seconds(2));
-    co_await stream.async_shutdown(use_tuple);
-    co_return;
+  co_return out;
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<SessionEnvironment const> environment,
+                                       ListenerContext listener, std::string connection_id) {
+  SessionEnvironment const& env = *environment;  // kept alive by `environment` for the connection's life
+  auto const started = std::chrono::steady_clock::now();
+  count::ActiveConnection const active;  // edge_connections_active
+  TlsStream stream(std::move(socket), env.ssl_context.native_handle());
+  ConnectionControl control(listener.connections, stream.socket());
+  auto established = co_await establish(stream, env, listener, std::move(connection_id), control, started);
+  switch (established.next) {
+    case Established::Next::close:
+      co_return;
+    case Established::Next::answer_plain_http:
+      co_await answer_plain_http(stream);
+      co_return;
+    case Established::Next::say_goodbye:
+      // The validator only needed our certificate; say goodbye properly.
+      stream.expires_after(std::chrono::seconds(2));
+      co_await stream.async_shutdown(use_tuple);
+      co_return;
+    case Established::Next::to_tcp:
+      co_await terminate_to_tcp(stream, *established.route, env, established.endpoints);
+      co_return;
+    case Established::Next::to_http:
+      stream.expires_never();
+      co_await serve_http(stream, env.config, *listener.upstreams, established.client, env.access_log);
+      co_return;
   }
-  if (tcp_upstream) {
-    co_await terminate_to_tcp(stream, *route, env, endpoints);
-    co_return;
-  }
-  stream.expires_never();
-  co_await serve_http(stream, env.config, *listener.upstreams, client, env.access_log);
 }
 
 }  // namespace edge::proxy
