@@ -96,13 +96,45 @@ struct Streamed {
 
 // Streams the body of the message `parser` is reading from `in` to `out`
 // through `serializer`, a chunk at a time: no body is ever held whole.
+// A body buffer lent by the worker's thread for one message and given back:
+// every proxied response passes through one, and a fresh 16 KiB block per
+// response cost a malloc/free pair that fragments the heap.
+class ChunkLease {
+ public:
+  ChunkLease() {
+    auto& spare = spares();
+    if (spare.empty()) {
+      block_ = std::make_unique<std::array<char, kChunk>>();
+    } else {
+      block_ = std::move(spare.back());
+      spare.pop_back();
+    }
+  }
+  ~ChunkLease() {
+    auto& spare = spares();
+    if (spare.size() < kKept) spare.push_back(std::move(block_));
+  }
+  ChunkLease(ChunkLease const&) = delete;
+  ChunkLease& operator=(ChunkLease const&) = delete;
+  char* data() noexcept { return block_->data(); }
+  static constexpr std::size_t size() noexcept { return kChunk; }
+
+ private:
+  static constexpr std::size_t kKept = 64;  // per worker thread: 1 MiB at most
+  static std::vector<std::unique_ptr<std::array<char, kChunk>>>& spares() {
+    thread_local std::vector<std::unique_ptr<std::array<char, kChunk>>> list;
+    return list;
+  }
+  std::unique_ptr<std::array<char, kChunk>> block_;
+};
+
 template <class InStream, class OutStream, bool isRequest>
 asio::awaitable<Streamed> stream_body(InStream& in, beast::flat_buffer& in_buffer,
                                       http::parser<isRequest, http::buffer_body>& parser, OutStream& out,
                                       http::serializer<isRequest, http::buffer_body>& serializer,
                                       std::chrono::seconds in_timeout, std::chrono::seconds out_timeout,
                                       std::uint64_t& moved) {
-  std::array<char, kChunk> chunk;
+  ChunkLease chunk;
   auto& body = parser.get().body();
   do {
     if (!parser.is_done()) {

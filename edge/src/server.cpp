@@ -234,8 +234,16 @@ struct Server::Impl {
   asio::awaitable<void> accept_loop(std::shared_ptr<tcp::acceptor> acceptor, std::string text, Worker& worker) {
     constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
     bool reported = false;
+    // The address a connection came to: the listener's own unless it is a
+    // wildcard (then each connection asks). The peer comes with accept().
+    std::optional<tcp::endpoint> local;
+    if (boost::system::error_code error; true) {
+      auto const bound = acceptor->local_endpoint(error);
+      if (!error && !bound.address().is_unspecified()) local = bound;
+    }
     for (;;) {
-      auto [ec, socket] = co_await acceptor->async_accept(use_tuple);
+      tcp::endpoint peer;
+      auto [ec, socket] = co_await acceptor->async_accept(peer, use_tuple);
       if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
       if (ec) {
         // Out of descriptors (EMFILE/ENFILE) or buffers: back off briefly
@@ -260,9 +268,10 @@ struct Server::Impl {
       auto listener = generation->listener(text);
       listener.upstreams = &worker.upstreams;
       listener.connections = &worker.open;
+      listener.local = local;
       std::shared_ptr<SessionEnvironment const> env(generation, &generation->env);
       asio::co_spawn(acceptor->get_executor(),
-                     serve_connection(std::move(socket), std::move(env), std::move(listener),
+                     serve_connection(std::move(socket), peer, std::move(env), std::move(listener),
                                       connection_id(run_id, worker)),
                      [this](std::exception_ptr error) {
                        open_connections.fetch_sub(1, std::memory_order_relaxed);

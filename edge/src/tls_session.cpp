@@ -454,7 +454,7 @@ struct Established {
 // the handshake. Its own coroutine so that its frame (the record, the
 // callbacks' state) is freed before the connection settles down to serve
 // requests; an idle connection keeps only the caller's small frame.
-asio::awaitable<Established> establish(TlsStream& stream, SessionEnvironment const& env,
+asio::awaitable<Established> establish(TlsStream& stream, tcp::endpoint const& peer, SessionEnvironment const& env,
                                        ListenerContext const& listener, std::string connection_id,
                                        ConnectionControl& control, std::chrono::steady_clock::time_point started) {
   Established out;
@@ -462,12 +462,11 @@ asio::awaitable<Established> establish(TlsStream& stream, SessionEnvironment con
   event.timestamp_us = unix_micros_now();
   event.listener = listener.text;
   event.connection_id = std::move(connection_id);
+  event.client_address = peer.address().to_string();
+  event.client_port = peer.port();
   boost::system::error_code ec;
-  if (auto remote = stream.socket().remote_endpoint(ec); !ec) {
-    event.client_address = remote.address().to_string();
-    event.client_port = remote.port();
-  }
-  if (auto local = stream.socket().local_endpoint(ec); !ec) {
+  auto const local = listener.local ? *listener.local : stream.socket().local_endpoint(ec);
+  if (!ec) {
     event.server_address = local.address().to_string();
     event.server_port = local.port();
   }
@@ -583,14 +582,15 @@ asio::awaitable<Established> establish(TlsStream& stream, SessionEnvironment con
 
 }  // namespace
 
-asio::awaitable<void> serve_connection(tcp::socket socket, std::shared_ptr<SessionEnvironment const> environment,
+asio::awaitable<void> serve_connection(tcp::socket socket, tcp::endpoint peer,
+                                       std::shared_ptr<SessionEnvironment const> environment,
                                        ListenerContext listener, std::string connection_id) {
   SessionEnvironment const& env = *environment;  // kept alive by `environment` for the connection's life
   auto const started = std::chrono::steady_clock::now();
   count::ActiveConnection const active;  // edge_connections_active
   TlsStream stream(std::move(socket), env.ssl_context.native_handle());
   ConnectionControl control(listener.connections, stream.socket());
-  auto established = co_await establish(stream, env, listener, std::move(connection_id), control, started);
+  auto established = co_await establish(stream, peer, env, listener, std::move(connection_id), control, started);
   switch (established.next) {
     case Established::Next::close:
       co_return;

@@ -8,6 +8,7 @@
 #include <boost/asio/ssl/context.hpp>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace edge::proxy {
@@ -43,13 +44,14 @@ struct ListenerContext {
   bool proxy_protocol = false;        // a PROXY header comes first
   UpstreamPool* upstreams = nullptr;  // the accepting worker's pool
   ConnectionSet* connections = nullptr;  // the accepting worker's open connections (graceful stop)
+  std::optional<boost::asio::ip::tcp::endpoint> local;  // the listener's address; none for a wildcard
 };
 
 // Installs the ClientHello callback that picks the certificate per handshake,
 // and the ticket-key callback when `tickets` is set.
 void install_certificate_selection(SSL_CTX* base_context, bool tickets);
 
-boost::asio::awaitable<void> serve_connection(boost::asio::ip::tcp::socket socket,
+boost::asio::awaitable<void> serve_connection(boost::asio::ip::tcp::socket socket, boost::asio::ip::tcp::endpoint peer,
                                               std::shared_ptr<SessionEnvironment const> environment,
                                               ListenerContext listener, std::string connection_id);
 
