@@ -18,6 +18,7 @@ struct TlsStream::Shared {
   Clock::time_point deadline = Clock::time_point::max();
   Clock::time_point armed = Clock::time_point::max();  // what the timer waits for; max: not waiting
   bool fired = false;
+  int pending = 0;  // operations subject to the deadline
   asio::ip::tcp::socket* socket = nullptr;  // null once the stream is gone
   TlsStream* stream = nullptr;              // likewise
 };
@@ -152,14 +153,44 @@ void on_timer(std::shared_ptr<TlsStream::Shared> const& state, boost::system::er
 
 }  // namespace
 
+namespace {
+
+void arm(std::shared_ptr<TlsStream::Shared> const& state) {
+  state->armed = state->deadline;
+  state->timer.expires_at(state->deadline);
+  state->timer.async_wait([state](boost::system::error_code error) { on_timer(state, error); });
+}
+
+void fire(TlsStream::Shared& state) {
+  state.armed = TlsStream::Clock::time_point::max();
+  state.fired = true;
+  boost::system::error_code ignored;
+  state.socket->close(ignored);  // every pending operation ends; they report the timeout
+}
+
+}  // namespace
+
 void TlsStream::expires_after(Clock::duration timeout) {
   auto& state = *shared_;
   state.deadline = Clock::now() + timeout;
   if (state.armed != Clock::time_point::max() && state.armed <= state.deadline) return;  // it will look again then
-  state.armed = state.deadline;
-  state.timer.expires_at(state.deadline);
-  state.timer.async_wait([state = shared_](boost::system::error_code error) { on_timer(state, error); });
+  if (state.pending > 0) arm(shared_);  // otherwise the next operation arms it
 }
+
+bool TlsStream::begin_op() {
+  auto& state = *shared_;
+  ++state.pending;
+  if (state.fired) return false;
+  if (state.deadline == Clock::time_point::max()) return true;
+  if (state.deadline <= Clock::now()) {
+    fire(state);
+    return false;
+  }
+  if (state.armed == Clock::time_point::max() || state.deadline < state.armed) arm(shared_);
+  return true;
+}
+
+void TlsStream::end_op() noexcept { --shared_->pending; }
 
 namespace {
 
@@ -170,16 +201,12 @@ void on_timer(std::shared_ptr<TlsStream::Shared> const& state, boost::system::er
     state->armed = TlsStream::Clock::time_point::max();
     return;
   }
-  if (now < state->deadline) {  // moved later since it was armed
-    state->armed = state->deadline;
-    state->timer.expires_at(state->deadline);
-    state->timer.async_wait([state](boost::system::error_code e) { on_timer(state, e); });
+  if (now < state->deadline) return arm(state);  // moved later since it was armed
+  if (state->pending == 0) {  // nothing to time out: the next operation looks at the deadline
+    state->armed = TlsStream::Clock::time_point::max();
     return;
   }
-  state->armed = TlsStream::Clock::time_point::max();
-  state->fired = true;
-  boost::system::error_code ignored;
-  state->socket->close(ignored);  // every pending operation ends; they report the timeout
+  fire(*state);
 }
 
 }  // namespace

@@ -11,14 +11,16 @@
 //
 // The stream is an Asio AsyncReadStream/AsyncWriteStream, so Beast's HTTP
 // reads and writes work on it unchanged. Timeouts follow beast::tcp_stream:
-// `expires_after` sets a deadline for the operations that follow, and when it
-// passes the socket is closed and they end with beast::error::timeout. One
+// `expires_after` sets a deadline for the operations that follow; when it
+// passes while one is pending the socket is closed and they end with
+// beast::error::timeout (a watch() does not count). One
 // timer per connection serves every deadline: moving a deadline later (each
 // request does) costs a clock read, not a timer operation.
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/compose.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 
 #include <array>
@@ -150,6 +152,12 @@ class TlsStream {
   static constexpr std::size_t kGatherLimit = 16384;
   static std::array<char, kGatherLimit>& gather_scratch();
 
+  // Operations subject to the deadline: counted so that a deadline passing
+  // while none is pending closes nothing (as beast::tcp_stream), and one that
+  // starts after its deadline times out at once. False: it timed out.
+  bool begin_op();
+  void end_op() noexcept;
+
   Step handshake_step();
   Step shutdown_step();
   Step read_step(boost::asio::mutable_buffer buffer);
@@ -184,6 +192,12 @@ class TlsStream {
           if (error) return fail(self, s->socket_error(error));
           break;
         case Phase::start:
+          if (!s->begin_op()) {  // started after its deadline: times out at once, as with beast::tcp_stream
+            result = Step{Want::nothing, boost::beast::error::timeout, 0};
+            phase = Phase::posted;
+            return boost::asio::post(s->get_executor(), std::move(self));
+          }
+          break;
         case Phase::yielding:
           break;
       }
@@ -220,6 +234,7 @@ class TlsStream {
     }
     template <class Self>
     void complete(Self& self) {
+      s->end_op();
       if constexpr (std::is_same_v<Signature, void(boost::system::error_code)>)
         self.complete(result.error);
       else
@@ -240,9 +255,11 @@ class TlsStream {
     void operator()(Self& self, boost::system::error_code error = {}, std::size_t n = 0) {
       if (!started) {
         started = true;
+        if (!s->begin_op()) return s->socket_.async_read_some(boost::asio::mutable_buffer(), std::move(self));
         return s->socket_.async_read_some(s->preread_.prepare(size), std::move(self));
       }
       s->preread_.commit(n);
+      s->end_op();
       self.complete(n > 0 ? boost::system::error_code{} : s->socket_error(error), n);
     }
   };

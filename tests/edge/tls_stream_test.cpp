@@ -192,6 +192,27 @@ TEST_F(TlsStreamTest, DeadlineMovedLaterDoesNotFireAtTheEarlierTime) {
       });
 }
 
+TEST_F(TlsStreamTest, DeadlinePassingWithNothingPendingClosesNothingButTheNextOperationTimesOut) {
+  run(
+      [&](TlsStream& stream) -> asio::awaitable<void> {
+        auto [handshake_error] = co_await stream.async_handshake(use_tuple);
+        EXPECT_FALSE(handshake_error);
+        stream.expires_after(std::chrono::milliseconds(50));
+        asio::steady_timer pause(stream.get_executor(), std::chrono::milliseconds(300));
+        co_await pause.async_wait(use_tuple);  // e.g. waiting for an upstream, not for this client
+        EXPECT_TRUE(stream.socket().is_open());
+        EXPECT_FALSE(stream.timed_out());
+        char buffer[16];
+        auto [error, n] = co_await stream.async_read_some(asio::buffer(buffer), use_tuple);
+        EXPECT_EQ(error, boost::beast::error::timeout) << error.message();
+      },
+      [&](unsigned short port) {
+        Client client(port);
+        ASSERT_TRUE(client.handshake());
+        client.read_once();  // until the server closes
+      });
+}
+
 TEST_F(TlsStreamTest, WatchKeepsArrivingBytesForTheNextRead) {
   std::promise<void> watching;
   run(

@@ -79,6 +79,20 @@ class Origin(http.server.BaseHTTPRequestHandler):
         UPSTREAM_REQUESTS.append((self.command, self.path))
         if self.path.startswith("/slow"):
             time.sleep(5)
+        if self.path.startswith("/events"):
+            # A stream of events (server-sent events style): the first one at
+            # once, the next one 1.5 s later.
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for event in (b"data: first\n\n", b"data: second\n\n"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                self.wfile.flush()
+                if event.startswith(b"data: first"):
+                    time.sleep(1.5)  # under upstream_timeout_secs (2)
+            self.wfile.write(b"0\r\n\r\n")
+            return
         if self.path.startswith("/download"):
             size = int(self.path.split("=")[1])
             self.send_response(200)
@@ -316,6 +330,25 @@ handshake_log:
         while len(echoed) < len(frame):
             echoed += sock.recv(100)
         self.assertEqual(echoed, frame)
+        sock.close()
+
+    def test_streamed_events_reach_the_client_as_they_come(self):
+        sock = self.tls()
+        sock.sendall(b"GET /events HTTP/1.1\r\nHost: edge.test\r\n\r\n")
+        started = time.monotonic()
+        data = b""
+        while b"data: first" not in data:
+            chunk = sock.recv(65536)
+            self.assertTrue(chunk, "closed before the first event")
+            data += chunk
+        self.assertLess(time.monotonic() - started, 1.0, "the first event waited for the rest of the body")
+        self.assertNotIn(b"data: second", data)
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"))
+        while not data.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            self.assertTrue(chunk)
+            data += chunk
+        self.assertIn(b"data: second", data)
         sock.close()
 
     def test_keep_alive_and_chunked_response(self):
