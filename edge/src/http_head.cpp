@@ -168,4 +168,55 @@ std::string_view http_date() {
   return {text.data(), length};
 }
 
+namespace {
+
+void append_fields(std::string& out, http::fields const& fields) {
+  for (auto const& field : fields) {
+    out += field.name_string();
+    out += ": ";
+    out += field.value();
+    out += "\r\n";
+  }
+  out += "\r\n";
+}
+
+void append_version(std::string& out, unsigned version) {
+  out += "HTTP/";
+  out += static_cast<char>('0' + version / 10 % 10);
+  out += '.';
+  out += static_cast<char>('0' + version % 10);
+}
+
+}  // namespace
+
+std::string render_head(http::request_header<> const& req) {
+  std::string out;
+  out.reserve(256);
+  out += req.method_string();
+  out += ' ';
+  out += req.target();
+  out += ' ';
+  append_version(out, req.version());
+  out += "\r\n";
+  append_fields(out, req);
+  return out;
+}
+
+std::string render_head(http::response_header<> const& res) {
+  std::string out;
+  out.reserve(256);
+  append_version(out, res.version());
+  out += ' ';
+  auto const status = res.result_int();
+  out += static_cast<char>('0' + status / 100 % 10);
+  out += static_cast<char>('0' + status / 10 % 10);
+  out += static_cast<char>('0' + status % 10);
+  out += ' ';
+  auto const reason = res.reason();
+  out += reason.empty() ? http::obsolete_reason(res.result()) : reason;
+  out += "\r\n";
+  append_fields(out, res);
+  return out;
+}
+
 }  // namespace edge::proxy

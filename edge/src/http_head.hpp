@@ -49,6 +49,12 @@ std::string upstream_target(HttpRoute const& route, std::string_view target);
 void rewrite_request_head(boost::beast::http::request_header<>& req, HttpRoute const& route,
                           HttpClientInfo const& client, bool upgrade);
 
+// A head as Beast's serializer writes it, in one buffer: start line, the
+// fields in order, the empty line. For a request or response whose body (if
+// any) passes through as is, this one write replaces the serializer.
+std::string render_head(boost::beast::http::request_header<> const& req);
+std::string render_head(boost::beast::http::response_header<> const& res);
+
 // The current time as an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"),
 // formatted at most once a second per thread.
 std::string_view http_date();

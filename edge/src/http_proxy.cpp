@@ -21,6 +21,8 @@
 #include <poll.h>
 
 #include <array>
+#include <optional>
+#include <tuple>
 #include <cctype>
 
 namespace edge::proxy {
@@ -161,6 +163,50 @@ asio::awaitable<Streamed> stream_body(InStream& in, beast::flat_buffer& in_buffe
     if (write_error && write_error != http::error::need_buffer) co_return Streamed{write_error, false};
   } while (!parser.is_done() || !serializer.is_done());
   co_return Streamed{};
+}
+
+// A response whose body passes through as is (none, or Content-Length
+// framed): the head rendered once, then each piece written as it arrives,
+// the head with the first piece in one write (one TLS record). The
+// serializer's machinery, per write, is the larger part of relaying a small
+// response.
+asio::awaitable<Streamed> relay_as_is(UpstreamStream& in, beast::flat_buffer& in_buffer,
+                                      http::response_parser<http::buffer_body>& parser, TlsStream& out,
+                                      std::string head, std::chrono::seconds in_timeout,
+                                      std::chrono::seconds out_timeout, std::uint64_t& moved) {
+  auto& body = parser.get().body();
+  std::optional<ChunkLease> chunk;
+  bool head_pending = true;
+  if (in_buffer.size() == 0 && !parser.is_done()) {
+    // The body has not started to arrive: the client gets the head now.
+    out.expires_after(out_timeout);
+    auto [write_error, n] = co_await asio::async_write(out, asio::buffer(head), use_tuple);
+    if (write_error) co_return Streamed{write_error, false};
+    head_pending = false;
+  }
+  for (;;) {
+    std::size_t piece = 0;
+    if (!parser.is_done()) {
+      if (!chunk) chunk.emplace();
+      body.data = chunk->data();
+      body.size = chunk->size();
+      beast::get_lowest_layer(in).expires_after(in_timeout);
+      auto [read_error, n] = co_await http::async_read_some(in, in_buffer, parser, use_tuple);
+      if (read_error && read_error != http::error::need_buffer) co_return Streamed{read_error, true};
+      piece = chunk->size() - body.size;
+      moved += piece;
+    }
+    if (head_pending || piece > 0) {
+      std::array<asio::const_buffer, 2> const pieces{
+          head_pending ? asio::buffer(head) : asio::const_buffer(),
+          piece > 0 ? asio::const_buffer(chunk->data(), piece) : asio::const_buffer()};
+      out.expires_after(out_timeout);
+      auto [write_error, n] = co_await asio::async_write(out, pieces, use_tuple);
+      if (write_error) co_return Streamed{write_error, false};
+      head_pending = false;
+    }
+    if (parser.is_done()) co_return Streamed{};
+  }
 }
 
 // Watches the client while the upstream is answering: when the client closes
@@ -362,7 +408,16 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
     auto& upstream_tcp = connection->stream.next_layer();
     http::request_serializer<http::buffer_body> serializer{req};
     upstream_tcp.expires_after(config.upstream_timeout);
-    auto [header_error, n] = co_await http::async_write_header(connection->stream, serializer, use_tuple);
+    boost::system::error_code header_error;
+    if (!has_body) {
+      // Nothing follows the head: one buffer, one write, no serializer.
+      auto const head = render_head(req.base());
+      std::tie(header_error, std::ignore) =
+          co_await asio::async_write(connection->stream, asio::buffer(head), use_tuple);
+    } else {
+      std::tie(header_error, std::ignore) =
+          co_await http::async_write_header(connection->stream, serializer, use_tuple);
+    }
     if (header_error) {
       if (reused) continue;
       co_return co_await answer(http::status::bad_gateway, "upstream failed", ProxyError::upstream_failed);
@@ -437,17 +492,23 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
     res.chunked(true);
   }
   log.status = res.result_int();
-  http::response_serializer<http::buffer_body> res_serializer{res};
-  if (connection->buffer.size() == 0 && !res_parser->is_done()) {
-    // The body has not started to arrive: the client gets the header now.
-    beast::get_lowest_layer(stream).expires_after(config.upstream_timeout);
-    auto [header_error, n] = co_await http::async_write_header(stream, res_serializer, use_tuple);
-    if (header_error) co_return client_left();
-  }  // else the header goes out with the first piece of the body, in one TLS record
   count::request(res.result_int());
-  auto const streamed = co_await stream_body(connection->stream, connection->buffer, *res_parser, stream,
-                                             res_serializer, config.upstream_timeout, config.client_timeout,
-                                             log.bytes_out);
+  Streamed streamed;
+  if (res_parser->is_done() || res_parser->content_length()) {
+    // No body, or one framed by Content-Length: it passes through as is.
+    streamed = co_await relay_as_is(connection->stream, connection->buffer, *res_parser, stream, render_head(res),
+                                    config.upstream_timeout, config.client_timeout, log.bytes_out);
+  } else {
+    http::response_serializer<http::buffer_body> res_serializer{res};
+    if (connection->buffer.size() == 0) {
+      // The body has not started to arrive: the client gets the header now.
+      beast::get_lowest_layer(stream).expires_after(config.upstream_timeout);
+      auto [header_error, n] = co_await http::async_write_header(stream, res_serializer, use_tuple);
+      if (header_error) co_return client_left();
+    }  // else the header goes out with the first piece of the body, in one TLS record
+    streamed = co_await stream_body(connection->stream, connection->buffer, *res_parser, stream, res_serializer,
+                                    config.upstream_timeout, config.client_timeout, log.bytes_out);
+  }
   log.upstream_duration_us = micros(Clock::now() - upstream_started);
   if (streamed.error && !streamed.reading) {
     // The client left mid-response: the upstream connection is half-read and is dropped, never pooled.

@@ -2,7 +2,9 @@
 // clock, and the pure request-head rewriting used by the proxy.
 #include <gtest/gtest.h>
 
+#include <boost/beast/http/write.hpp>
 #include <boost/json.hpp>
+#include <sstream>
 #include <edge/proxy/access_log.hpp>
 
 #include "http_head.hpp"
@@ -164,6 +166,47 @@ TEST(AccessLog, RecordAsJson) {
   EXPECT_EQ(v.at("http.response.status_code").to_number<int>(), 499);
   EXPECT_EQ(v.at("edge.upstream.address").as_string(), "127.0.0.1:9");
   EXPECT_EQ(v.at("edge.upstream.duration_us").as_int64(), 8);
+}
+
+// render_head replaces Beast's serializer for heads whose body passes as is:
+// byte for byte what the serializer writes.
+template <class Header>
+std::string beast_head(Header const& header) {
+  std::ostringstream out;
+  out << header;
+  return out.str();
+}
+
+TEST(RenderHead, RequestHeadIsWhatBeastWrites) {
+  http::request_header<> req;
+  req.method(http::verb::get);
+  req.target("/a/b?c=d");
+  req.version(11);
+  req.set(http::field::host, "edge.test");
+  req.insert("X-Forwarded-For", "192.0.2.1");
+  req.insert("X-Forwarded-For", "198.51.100.7");
+  req.insert("x-custom-lower", "v");
+  req.set(http::field::connection, "keep-alive");
+  EXPECT_EQ(render_head(req), beast_head(req));
+  req.method_string("PURGE");  // not a known verb
+  req.version(10);
+  EXPECT_EQ(render_head(req), beast_head(req));
+}
+
+TEST(RenderHead, ResponseHeadIsWhatBeastWrites) {
+  http::response_header<> res;
+  res.result(http::status::ok);
+  res.version(11);
+  res.set(http::field::content_length, "100");
+  res.set(http::field::date, "Sun, 06 Nov 1994 08:49:37 GMT");
+  EXPECT_EQ(render_head(res), beast_head(res));
+  res.result(http::status::not_found);
+  res.reason("Nowhere To Be Found");  // the upstream's own reason phrase passes
+  res.version(10);
+  EXPECT_EQ(render_head(res), beast_head(res));
+  res.result(599);  // unknown code
+  res.reason("");
+  EXPECT_EQ(render_head(res), beast_head(res));
 }
 
 }  // namespace
