@@ -217,7 +217,7 @@ asio::awaitable<Streamed> relay_as_is(UpstreamStream& in, beast::flat_buffer& in
 // the read: this runs for every request.
 class ClientWatch {
  public:
-  ClientWatch(TlsStream& client, beast::tcp_stream& upstream)
+  ClientWatch(TlsStream& client, UpstreamStream& upstream)
       : state_(std::make_shared<State>(client, upstream)) {
     arm(state_);
   }
@@ -237,9 +237,9 @@ class ClientWatch {
 
  private:
   struct State {
-    State(TlsStream& c, beast::tcp_stream& u) : client(c), upstream(u) {}
+    State(TlsStream& c, UpstreamStream& u) : client(c), upstream(u) {}
     TlsStream& client;
-    beast::tcp_stream& upstream;
+    UpstreamStream& upstream;
     std::optional<asio::steady_timer> timer;  // only when bytes came without a close
     bool active = true;
     bool gone = false;
@@ -405,7 +405,7 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
     log.upstream_address = connection->address;
     log.upstream_reused = reused;
     if (auto* tls = connection->stream.tls()) log.upstream_tls_resumed = SSL_session_reused(tls->native_handle()) == 1;
-    auto& upstream_tcp = connection->stream.next_layer();
+    auto& upstream_tcp = connection->stream;  // its timeouts
     http::request_serializer<http::buffer_body> serializer{req};
     upstream_tcp.expires_after(config.upstream_timeout);
     boost::system::error_code header_error;

@@ -12,17 +12,6 @@
 namespace edge::proxy {
 namespace asio = boost::asio;
 
-struct TlsStream::Shared {
-  explicit Shared(asio::any_io_executor executor) : timer(std::move(executor)) {}
-  asio::steady_timer timer;
-  Clock::time_point deadline = Clock::time_point::max();
-  Clock::time_point armed = Clock::time_point::max();  // what the timer waits for; max: not waiting
-  bool fired = false;
-  int pending = 0;  // operations subject to the deadline
-  asio::ip::tcp::socket* socket = nullptr;  // null once the stream is gone
-  TlsStream* stream = nullptr;              // likewise
-};
-
 // The BIO between OpenSSL and the socket. Reads come from the pre-read bytes,
 // then the inbox (filled by Asio's read), then - only when the last read
 // filled the inbox, so more is probably there - straight from the socket.
@@ -123,10 +112,9 @@ std::array<char, TlsStream::kGatherLimit>& TlsStream::gather_scratch() {
 TlsStream::TlsStream(asio::ip::tcp::socket socket, SSL_CTX* context)
     : socket_(std::move(socket)),
       ssl_(SSL_new(context), SSL_free),
-      shared_(std::make_shared<Shared>(socket_.get_executor())) {
+      deadline_(socket_.get_executor()) {
   if (!ssl_) throw std::bad_alloc();
-  shared_->socket = &socket_;
-  shared_->stream = this;
+  deadline_.set_owner(this);
   BIO* bio = BIO_new(BioAccess::method());
   if (!bio) throw std::bad_alloc();
   BIO_set_data(bio, this);
@@ -138,81 +126,10 @@ TlsStream::TlsStream(asio::ip::tcp::socket socket, SSL_CTX* context)
   SSL_set_accept_state(ssl_.get());
 }
 
-TlsStream::~TlsStream() {
-  shared_->socket = nullptr;
-  shared_->stream = nullptr;
-  shared_->timer.cancel();
-}
+TlsStream::~TlsStream() = default;  // ~Deadline: handlers that outlive the stream find no owner
 
-void TlsStream::expires_never() noexcept { shared_->deadline = Clock::time_point::max(); }
-bool TlsStream::timed_out() const noexcept { return shared_->fired; }
-
-namespace {
-
-void on_timer(std::shared_ptr<TlsStream::Shared> const& state, boost::system::error_code error);
-
-}  // namespace
-
-namespace {
-
-void arm(std::shared_ptr<TlsStream::Shared> const& state) {
-  state->armed = state->deadline;
-  state->timer.expires_at(state->deadline);
-  state->timer.async_wait([state](boost::system::error_code error) { on_timer(state, error); });
-}
-
-void fire(TlsStream::Shared& state) {
-  state.armed = TlsStream::Clock::time_point::max();
-  state.fired = true;
-  boost::system::error_code ignored;
-  state.socket->close(ignored);  // every pending operation ends; they report the timeout
-}
-
-}  // namespace
-
-void TlsStream::expires_after(Clock::duration timeout) {
-  auto& state = *shared_;
-  state.deadline = Clock::now() + timeout;
-  if (state.armed != Clock::time_point::max() && state.armed <= state.deadline) return;  // it will look again then
-  if (state.pending > 0) arm(shared_);  // otherwise the next operation arms it
-}
-
-bool TlsStream::begin_op() {
-  auto& state = *shared_;
-  ++state.pending;
-  if (state.fired) return false;
-  if (state.deadline == Clock::time_point::max()) return true;
-  if (state.deadline <= Clock::now()) {
-    fire(state);
-    return false;
-  }
-  if (state.armed == Clock::time_point::max() || state.deadline < state.armed) arm(shared_);
-  return true;
-}
-
-void TlsStream::end_op() noexcept { --shared_->pending; }
-
-namespace {
-
-void on_timer(std::shared_ptr<TlsStream::Shared> const& state, boost::system::error_code error) {
-  if (error == asio::error::operation_aborted || !state->socket) return;  // re-armed earlier, or the stream is gone
-  auto const now = TlsStream::Clock::now();
-  if (state->deadline == TlsStream::Clock::time_point::max()) {
-    state->armed = TlsStream::Clock::time_point::max();
-    return;
-  }
-  if (now < state->deadline) return arm(state);  // moved later since it was armed
-  if (state->pending == 0) {  // nothing to time out: the next operation looks at the deadline
-    state->armed = TlsStream::Clock::time_point::max();
-    return;
-  }
-  fire(*state);
-}
-
-}  // namespace
-
-void TlsStream::end_watch(std::shared_ptr<Shared> const& shared, std::size_t n) noexcept {
-  if (TlsStream* stream = shared->stream) {
+void TlsStream::end_watch(std::shared_ptr<Deadline::State> const& state, std::size_t n) noexcept {
+  if (auto* stream = static_cast<TlsStream*>(Deadline::owner(state))) {
     stream->watching_ = false;
     stream->inbox_end_ += n;
   }
@@ -225,7 +142,7 @@ void TlsStream::inbox_filled(std::size_t n) noexcept {
 }
 
 boost::system::error_code TlsStream::socket_error(boost::system::error_code error) const {
-  if (shared_->fired) return boost::beast::error::timeout;
+  if (deadline_.fired()) return boost::beast::error::timeout;
   return error;
 }
 
@@ -235,23 +152,23 @@ TlsStream::Step TlsStream::finish(int result, std::size_t bytes) {
     case SSL_ERROR_NONE:
       return {Want::nothing, {}, bytes};
     case SSL_ERROR_WANT_READ:
-      if (shared_->fired) return {Want::nothing, boost::beast::error::timeout, 0};
+      if (deadline_.fired()) return {Want::nothing, boost::beast::error::timeout, 0};
       return {Want::read, {}, 0};
     case SSL_ERROR_WANT_WRITE:
-      if (shared_->fired) return {Want::nothing, boost::beast::error::timeout, 0};
+      if (deadline_.fired()) return {Want::nothing, boost::beast::error::timeout, 0};
       return {Want::write, {}, 0};
     case SSL_ERROR_ZERO_RETURN:
       return {Want::nothing, asio::error::eof, 0};  // close_notify
     case SSL_ERROR_SYSCALL: {
       ERR_clear_error();
-      if (shared_->fired) return {Want::nothing, boost::beast::error::timeout, 0};
+      if (deadline_.fired()) return {Want::nothing, boost::beast::error::timeout, 0};
       if (io_errno_ != 0) return {Want::nothing, {io_errno_, boost::system::system_category()}, 0};
       return {Want::nothing, asio::ssl::error::stream_truncated, 0};
     }
     default: {
       unsigned long const e = ERR_get_error();
       ERR_clear_error();
-      if (shared_->fired) return {Want::nothing, boost::beast::error::timeout, 0};
+      if (deadline_.fired()) return {Want::nothing, boost::beast::error::timeout, 0};
       if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
         return {Want::nothing, asio::ssl::error::stream_truncated, 0};  // as Asio reports it
       }

@@ -10,13 +10,11 @@
 // for the peer uses Asio's speculative read (no epoll_ctl per request).
 //
 // The stream is an Asio AsyncReadStream/AsyncWriteStream, so Beast's HTTP
-// reads and writes work on it unchanged. Timeouts follow beast::tcp_stream:
-// `expires_after` sets a deadline for the operations that follow; when it
-// passes while one is pending the socket is closed and they end with
-// beast::error::timeout (a watch() does not count). One
-// timer per connection serves every deadline: moving a deadline later (each
-// request does) costs a clock read, not a timer operation.
+// reads and writes work on it unchanged. Timeouts follow beast::tcp_stream
+// (see Deadline; a watch() is not governed by it).
 #include <boost/asio/ip/tcp.hpp>
+
+#include "deadline.hpp"
 #include <boost/asio/compose.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -52,9 +50,9 @@ class TlsStream {
   boost::beast::flat_buffer& preread() noexcept { return preread_; }
 
   // Deadline for the operations that follow (also plain ones on socket()).
-  void expires_after(Clock::duration timeout);
-  void expires_never() noexcept;
-  bool timed_out() const noexcept;
+  void expires_after(Clock::duration timeout) { deadline_.expires_after(timeout); }
+  void expires_never() noexcept { deadline_.expires_never(); }
+  bool timed_out() const noexcept { return deadline_.fired(); }
 
   // Reads plain bytes from the socket into preread() (before TLS starts).
   template <class Token>
@@ -96,8 +94,8 @@ class TlsStream {
     watching_ = true;
     socket_.async_read_some(
         boost::asio::buffer(inbox_.data() + inbox_end_, inbox_.size() - inbox_end_),
-        [shared = shared_, handler = std::move(handler)](boost::system::error_code error, std::size_t n) mutable {
-          end_watch(shared, n);
+        [state = deadline_.state(), handler = std::move(handler)](boost::system::error_code error, std::size_t n) mutable {
+          end_watch(state, n);
           handler(error, n);
         });
     return true;
@@ -110,8 +108,6 @@ class TlsStream {
     boost::system::error_code error;
     std::size_t bytes = 0;
   };
-
-  struct Shared;  // the timer's state; handlers that may outlive the stream check `stream` in it
 
  private:
   struct Handshake { TlsStream* s; Step operator()() const { return s->handshake_step(); } };
@@ -152,11 +148,8 @@ class TlsStream {
   static constexpr std::size_t kGatherLimit = 16384;
   static std::array<char, kGatherLimit>& gather_scratch();
 
-  // Operations subject to the deadline: counted so that a deadline passing
-  // while none is pending closes nothing (as beast::tcp_stream), and one that
-  // starts after its deadline times out at once. False: it timed out.
-  bool begin_op();
-  void end_op() noexcept;
+  bool begin_op() { return deadline_.begin(socket_); }  // false: timed out (see Deadline)
+  void end_op() noexcept { deadline_.end(); }
 
   Step handshake_step();
   Step shutdown_step();
@@ -165,7 +158,7 @@ class TlsStream {
   Step finish(int result, std::size_t bytes);
   boost::asio::mutable_buffer inbox_space() noexcept { return boost::asio::buffer(inbox_); }
   void inbox_filled(std::size_t n) noexcept;
-  static void end_watch(std::shared_ptr<Shared> const& shared, std::size_t n) noexcept;
+  static void end_watch(std::shared_ptr<Deadline::State> const& state, std::size_t n) noexcept;
   boost::system::error_code socket_error(boost::system::error_code error) const;
 
   // Runs `step` until it needs nothing from the socket, waiting for the socket
@@ -267,7 +260,7 @@ class TlsStream {
   friend struct BioAccess;
   boost::asio::ip::tcp::socket socket_;
   std::unique_ptr<SSL, decltype(&SSL_free)> ssl_;
-  std::shared_ptr<Shared> shared_;
+  Deadline deadline_;
   boost::beast::flat_buffer preread_;
   std::array<unsigned char, 1024> inbox_;
   std::size_t inbox_begin_ = 0;

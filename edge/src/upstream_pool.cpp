@@ -156,7 +156,7 @@ asio::awaitable<Acquired> UpstreamPool::acquire(HttpRoute const& route, ProxyCon
       // Most recently used first: it is the least likely to have been closed by the upstream.
       auto connection = std::move(e.idle.back());
       e.idle.pop_back();
-      if (now - connection->idle_since < limits.idle_timeout && connection->stream.next_layer().socket().is_open()) {
+      if (now - connection->idle_since < limits.idle_timeout && connection->stream.tcp().socket().is_open()) {
         co_return Acquired{std::move(connection), true};
       }
     }

@@ -12,6 +12,8 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/asio/compose.hpp>
+#include <boost/beast/core/error.hpp>
 #include <chrono>
 #include <deque>
 #include <edge/proxy/config.hpp>
@@ -20,32 +22,48 @@
 #include <string>
 #include <unordered_map>
 
+#include "deadline.hpp"
+
 namespace edge::proxy {
 
 // A connection to an http:// or https:// upstream, as one Beast stream: the
-// HTTP code is the same for both; get_lowest_layer() reaches the tcp_stream
-// (for timeouts) either way.
+// HTTP code is the same for both. Plain connections read and write the
+// socket with a Deadline (one lazily re-armed timer); TLS ones go through
+// beast::ssl_stream, whose tcp_stream keeps its per-operation timers.
 class UpstreamStream {
  public:
   using executor_type = boost::beast::tcp_stream::executor_type;
-  using next_layer_type = boost::beast::tcp_stream;
   using TlsLayer = boost::beast::ssl_stream<boost::beast::tcp_stream>;
 
-  explicit UpstreamStream(boost::beast::tcp_stream plain) : plain_(std::move(plain)) {}
-  explicit UpstreamStream(std::unique_ptr<TlsLayer> tls) : tls_(std::move(tls)) {}
+  explicit UpstreamStream(boost::beast::tcp_stream plain)
+      : plain_(std::move(plain)), deadline_(plain_->get_executor()) {
+    plain_->expires_never();
+  }
+  explicit UpstreamStream(std::unique_ptr<TlsLayer> tls) : tls_(std::move(tls)), deadline_(tls_->get_executor()) {}
 
-  executor_type get_executor() noexcept { return next_layer().get_executor(); }
-  next_layer_type& next_layer() noexcept { return tls_ ? tls_->next_layer() : *plain_; }
+  executor_type get_executor() noexcept { return tcp().get_executor(); }
+  // Deliberately not next_layer(): beast::get_lowest_layer() stops here, so
+  // timeouts set through it reach expires_after() below.
+  boost::beast::tcp_stream& tcp() noexcept { return tls_ ? tls_->next_layer() : *plain_; }
   TlsLayer* tls() noexcept { return tls_.get(); }
+
+  void expires_after(std::chrono::steady_clock::duration timeout) {
+    if (tls_) tls_->next_layer().expires_after(timeout);
+    else deadline_.expires_after(timeout);
+  }
+  void expires_never() {
+    if (tls_) tls_->next_layer().expires_never();
+    else deadline_.expires_never();
+  }
+  void cancel() { tcp().socket().cancel(); }
 
   template <class MutableBuffers, class Token>
   auto async_read_some(MutableBuffers const& buffers, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
         [this](auto handler, MutableBuffers const& b) {
-          if (tls_)
-            tls_->async_read_some(b, std::move(handler));
-          else
-            plain_->async_read_some(b, std::move(handler));
+          if (tls_) return tls_->async_read_some(b, std::move(handler));
+          boost::asio::async_compose<decltype(handler), void(boost::system::error_code, std::size_t)>(
+              PlainOp<MutableBuffers, true>{this, b}, handler, plain_->socket());
         },
         token, buffers);
   }
@@ -53,17 +71,38 @@ class UpstreamStream {
   auto async_write_some(ConstBuffers const& buffers, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
         [this](auto handler, ConstBuffers const& b) {
-          if (tls_)
-            tls_->async_write_some(b, std::move(handler));
-          else
-            plain_->async_write_some(b, std::move(handler));
+          if (tls_) return tls_->async_write_some(b, std::move(handler));
+          boost::asio::async_compose<decltype(handler), void(boost::system::error_code, std::size_t)>(
+              PlainOp<ConstBuffers, false>{this, b}, handler, plain_->socket());
         },
         token, buffers);
   }
 
  private:
+  template <class Buffers, bool isRead>
+  struct PlainOp {
+    UpstreamStream* s;
+    Buffers buffers;
+    bool started = false;
+    template <class Self>
+    void operator()(Self& self, boost::system::error_code error = {}, std::size_t n = 0) {
+      auto& socket = s->plain_->socket();
+      if (!started) {
+        started = true;
+        // After its deadline the socket is closed: the operation fails at once (reported as the timeout).
+        if (!s->deadline_.begin(socket)) return socket.async_wait(socket.wait_read, std::move(self));
+        if constexpr (isRead) return socket.async_read_some(buffers, std::move(self));
+        else return socket.async_write_some(buffers, std::move(self));
+      }
+      s->deadline_.end();
+      if (s->deadline_.fired()) error = boost::beast::error::timeout;
+      self.complete(error, n);
+    }
+  };
+
   std::optional<boost::beast::tcp_stream> plain_;
   std::unique_ptr<TlsLayer> tls_;
+  Deadline deadline_;  // plain connections only
 };
 
 // Open connections to one upstream and the requests waiting for one.
