@@ -46,9 +46,9 @@ case "${1:-run}" in
 esac
 
 mkdir -p "$RESULTS_DIR"
-before="$(ls -1d "$RESULTS_DIR"/*/ 2>/dev/null | sort | tail -1 || true)"
+before="$(ls -1d "$RESULTS_DIR"/[0-9]*-*/ 2>/dev/null | sort | tail -1 || true)"
 bash "$harness/peers.sh" run
-out="$(ls -1d "$RESULTS_DIR"/*/ 2>/dev/null | sort | tail -1)"
+out="$(ls -1d "$RESULTS_DIR"/[0-9]*-*/ 2>/dev/null | sort | tail -1)"
 [ -n "$out" ] && [ "$out" != "$before" ] || { echo "bench: peers.sh saved no results" >&2; exit 1; }
 out="${out%/}"
 
