@@ -411,9 +411,9 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
     boost::system::error_code header_error;
     if (!has_body) {
       // Nothing follows the head: one buffer, one write, no serializer.
-      auto const head = render_head(req.base());
+      auto const request_head = render_head(req.base());
       std::tie(header_error, std::ignore) =
-          co_await asio::async_write(connection->stream, asio::buffer(head), use_tuple);
+          co_await asio::async_write(connection->stream, asio::buffer(request_head), use_tuple);
     } else {
       std::tie(header_error, std::ignore) =
           co_await http::async_write_header(connection->stream, serializer, use_tuple);
