@@ -405,9 +405,8 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
     log.upstream_address = connection->address;
     log.upstream_reused = reused;
     if (auto* tls = connection->stream.tls()) log.upstream_tls_resumed = SSL_session_reused(tls->native_handle()) == 1;
-    auto& upstream_tcp = connection->stream;  // its timeouts
     http::request_serializer<http::buffer_body> serializer{req};
-    upstream_tcp.expires_after(config.upstream_timeout);
+    connection->stream.expires_after(config.upstream_timeout);
     boost::system::error_code header_error;
     if (!has_body) {
       // Nothing follows the head: one buffer, one write, no serializer.
@@ -425,7 +424,7 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
     new_response_parser();
     if (expect_continue) {
       // Ask the upstream first; tell the client to send its body only if it agrees.
-      upstream_tcp.expires_after(config.upstream_timeout);
+      connection->stream.expires_after(config.upstream_timeout);
       auto [interim_error, m] =
           co_await http::async_read_header(connection->stream, connection->buffer, *res_parser, use_tuple);
       if (interim_error) {
@@ -452,11 +451,11 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
       }
     }
     if (!res_parser->is_header_done()) {
-      upstream_tcp.expires_after(config.upstream_timeout);
+      connection->stream.expires_after(config.upstream_timeout);
       for (;;) {
         // Waiting for the upstream is when a client most often gives up:
         // notice it, log 499 and drop the upstream connection.
-        ClientWatch watch(stream, upstream_tcp);
+        ClientWatch watch(stream, connection->stream);
         auto [read_error, m] =
             co_await http::async_read_header(connection->stream, connection->buffer, *res_parser, use_tuple);
         watch.stop();
