@@ -7,11 +7,30 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <atomic>
+#include <cstdint>
+#include <utility>
 #include <list>
 
 namespace edge::proxy {
 
 class ConnectionSet;
+
+// One connection counted in the server's open connections (its limit and the
+// wait at stop) for as long as this lives; moved along with the connection.
+class OpenConnection {
+ public:
+  explicit OpenConnection(std::atomic<std::int64_t>* count) noexcept : count_(count) {
+    if (count_) count_->fetch_add(1, std::memory_order_relaxed);
+  }
+  OpenConnection(OpenConnection&& other) noexcept : count_(std::exchange(other.count_, nullptr)) {}
+  OpenConnection& operator=(OpenConnection&&) = delete;
+  ~OpenConnection() {
+    if (count_) count_->fetch_sub(1, std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<std::int64_t>* count_;
+};
 
 // One open connection, registered for its lifetime (RAII, on the frame of the
 // connection's coroutine).

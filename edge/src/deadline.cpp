@@ -1,13 +1,26 @@
 #include "deadline.hpp"
 
-#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/basic_waitable_timer.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <stdexcept>
 
 namespace edge::proxy {
 namespace asio = boost::asio;
 
+namespace {
+asio::io_context::executor_type io_executor(asio::any_io_executor const& executor) {
+  auto const* target = executor.target<asio::io_context::executor_type>();
+  if (!target) throw std::invalid_argument("Deadline: the executor is not an io_context's");
+  return *target;
+}
+}  // namespace
+
 struct Deadline::State {
-  explicit State(asio::any_io_executor executor) : timer(std::move(executor)) {}
-  asio::steady_timer timer;
+  explicit State(asio::any_io_executor const& executor) : timer(io_executor(executor)) {}
+  // Typed on the io_context's executor, not any_io_executor: 48 bytes less
+  // here and in the pending wait, on every connection.
+  asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, asio::io_context::executor_type> timer;
   Clock::time_point deadline = Clock::time_point::max();
   Clock::time_point armed = Clock::time_point::max();  // what the timer waits for; max: not waiting
   bool fired = false;
@@ -49,7 +62,7 @@ void on_timer(std::shared_ptr<Deadline::State> const& state, boost::system::erro
 
 }  // namespace
 
-Deadline::Deadline(asio::any_io_executor executor) : state_(std::make_shared<State>(std::move(executor))) {}
+Deadline::Deadline(asio::any_io_executor const& executor) : state_(std::make_shared<State>(executor)) {}
 
 Deadline::~Deadline() {
   if (!state_) return;  // moved from

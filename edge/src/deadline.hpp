@@ -23,7 +23,8 @@ class Deadline {
   using Clock = std::chrono::steady_clock;
   struct State;  // shared with the timer's handler, which may outlive the owner
 
-  explicit Deadline(boost::asio::any_io_executor executor);
+  // `executor`: an io_context's (std::invalid_argument otherwise).
+  explicit Deadline(boost::asio::any_io_executor const& executor);
   ~Deadline();
   Deadline(Deadline&&) noexcept = default;
   Deadline& operator=(Deadline&&) = delete;

@@ -1,4 +1,7 @@
 #include "http_proxy.hpp"
+
+#include "client_connection.hpp"
+#include "tls_session.hpp"
 #include "connection_control.hpp"
 
 #include "http_head.hpp"
@@ -13,6 +16,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
@@ -211,10 +215,10 @@ asio::awaitable<Streamed> relay_as_is(UpstreamStream& in, beast::flat_buffer& in
 
 // Watches the client while the upstream is answering: when the client closes
 // or resets, the upstream stream is cancelled so the pending read ends at once.
-// It reads ahead into the TLS stream's inbox (the bytes of a pipelined request
-// stay there for the next read), which costs no system call unless something
-// arrives. A plain completion handler, not a second coroutine raced against
-// the read: this runs for every request.
+// It waits for the socket to become readable and then peeks (the bytes of a
+// pipelined request stay there for the next read). A plain completion
+// handler, not a second coroutine raced against the read: this runs for
+// every request.
 class ClientWatch {
  public:
   ClientWatch(TlsStream& client, UpstreamStream& upstream)
@@ -642,26 +646,64 @@ asio::awaitable<Next> serve_request(TlsStream& stream, beast::flat_buffer& buffe
 
 }  // namespace
 
-asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, UpstreamPool& pool,
-                                 HttpClientInfo const& client, AccessLog* access_log) {
+namespace {
+
+void wait_for_request(std::unique_ptr<ClientConnection> connection, bool served);
+
+// Requests for as long as they come without a wait: the first one's bytes are
+// there (or on their way); pipelined ones follow from the buffer. Then the
+// connection goes back to waiting (wait_for_request), or is closed.
+asio::awaitable<void> serve_requests(std::unique_ptr<ClientConnection> connection) {
+  ClientConnection& c = *connection;
   beast::flat_buffer buffer;
-  for (bool served = false;; served = true) {
-    // Graceful stop: a connection that had its answer gets no further request.
-    if (served && client.control && client.control->draining()) break;
+  Next next = Next::keep;
+  for (;;) {
     http::request_parser<http::buffer_body> parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(boost::none);  // bodies stream; nothing is buffered whole
-    stream.expires_after(config.client_timeout);
-    if (client.control) client.control->set_idle(served && buffer.size() == 0);  // a stop closes it at once
-    auto [read_error, read] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
-    if (client.control) client.control->set_idle(false);
-    if (read_error == http::error::end_of_stream) break;
-    auto const next = co_await serve_request(stream, buffer, parser, read_error, config, pool, client, access_log);
-    if (next == Next::abort) co_return;
-    if (next == Next::close) break;
+    c.stream.expires_after(c.config->client_timeout);
+    auto [read_error, read] = co_await http::async_read_header(c.stream, buffer, parser, use_tuple);
+    if (read_error == http::error::end_of_stream) {
+      next = Next::close;
+      break;
+    }
+    next = co_await serve_request(c.stream, buffer, parser, read_error, *c.config, *c.pool, c.client, c.access_log);
+    if (next != Next::keep) break;
+    // Graceful stop: a connection that had its answer gets no further request.
+    if (c.control.draining()) {
+      next = Next::close;
+      break;
+    }
+    if (buffer.size() == 0 && !c.stream.has_buffered()) break;  // idle: wait without this frame
   }
-  stream.expires_after(std::chrono::seconds(2));
-  co_await stream.async_shutdown(use_tuple);
+  if (next == Next::abort) co_return;
+  if (next == Next::keep) {
+    wait_for_request(std::move(connection), true);
+    co_return;
+  }
+  c.stream.expires_after(std::chrono::seconds(2));
+  co_await c.stream.async_shutdown(use_tuple);
 }
+
+void start_requests(std::unique_ptr<ClientConnection> connection) {
+  auto executor = connection->stream.get_executor();
+  asio::co_spawn(executor, serve_requests(std::move(connection)), report_connection_error);
+}
+
+void wait_for_request(std::unique_ptr<ClientConnection> connection, bool served) {
+  TlsStream& stream = connection->stream;
+  stream.expires_after(connection->config->client_timeout);  // the keep-alive timeout
+  if (stream.has_buffered()) return start_requests(std::move(connection));
+  connection->control.set_idle(served);  // a stop closes it at once
+  stream.async_wait_readable([connection = std::move(connection)](boost::system::error_code error) mutable {
+    connection->control.set_idle(false);
+    if (error) return;  // timed out or closed: no one to answer; closed with the connection
+    start_requests(std::move(connection));
+  });
+}
+
+}  // namespace
+
+void serve_http(std::unique_ptr<ClientConnection> connection) { wait_for_request(std::move(connection), false); }
 
 }  // namespace edge::proxy

@@ -7,18 +7,19 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <memory>
 #include <string>
 
 namespace edge::proxy {
 
-class TlsStream;
-class AccessLog;
-class UpstreamPool;
+struct ClientConnection;
 
-// Serves requests until the client closes, asks to close, or idles out.
-// `pool` belongs to the worker running this coroutine; `access_log` (may be
-// null) gets one record per request.
-boost::asio::awaitable<void> serve_http(TlsStream& stream, ProxyConfig const& config, UpstreamPool& pool,
-                                        HttpClientInfo const& client, AccessLog* access_log);
+// Serves the connection's requests until the client closes, asks to close,
+// or idles out (its config, pool and access_log set; the pool is the
+// running worker's). Requests that come back to back are served by one
+// coroutine; between them the connection waits with no coroutine frame, as
+// a plain readiness wait that owns it. Returns at once; runs on the
+// connection's executor.
+void serve_http(std::unique_ptr<ClientConnection> connection);
 
 }  // namespace edge::proxy

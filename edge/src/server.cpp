@@ -264,7 +264,7 @@ struct Server::Impl {
         socket.close(ignored);
         continue;
       }
-      open_connections.fetch_add(1, std::memory_order_relaxed);
+      OpenConnection open(&open_connections);  // until the connection object goes, wherever that is
       auto listener = generation->listener(text);
       listener.upstreams = &worker.upstreams;
       listener.connections = &worker.open;
@@ -272,16 +272,8 @@ struct Server::Impl {
       std::shared_ptr<SessionEnvironment const> env(generation, &generation->env);
       asio::co_spawn(acceptor->get_executor(),
                      serve_connection(std::move(socket), peer, std::move(env), std::move(listener),
-                                      connection_id(run_id, worker)),
-                     [this](std::exception_ptr error) {
-                       open_connections.fetch_sub(1, std::memory_order_relaxed);
-                       if (!error) return;
-                       try {
-                         std::rethrow_exception(error);
-                       } catch (std::exception const& e) {
-                         std::fprintf(stderr, "edged: connection: %s\n", e.what());
-                       }
-                     });
+                                      connection_id(run_id, worker), std::move(open)),
+                     report_connection_error);
     }
   }
 

@@ -7,6 +7,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <cctype>
+#include <cstdio>
 #include <chrono>
 #include <ctime>
 #include <edge/proxy/certificate_registry.hpp>
@@ -15,6 +16,7 @@
 #include <edge/proxy/proxy_metrics.hpp>
 #include <optional>
 
+#include "client_connection.hpp"
 #include "client_hello.hpp"
 #include "connection_control.hpp"
 #include "client_hello_preread.hpp"
@@ -584,13 +586,14 @@ asio::awaitable<Established> establish(TlsStream& stream, tcp::endpoint const& p
 
 asio::awaitable<void> serve_connection(tcp::socket socket, tcp::endpoint peer,
                                        std::shared_ptr<SessionEnvironment const> environment,
-                                       ListenerContext listener, std::string connection_id) {
-  SessionEnvironment const& env = *environment;  // kept alive by `environment` for the connection's life
+                                       ListenerContext listener, std::string connection_id, OpenConnection open) {
+  SessionEnvironment const& env = *environment;  // kept alive by the connection's `generation`
   auto const started = std::chrono::steady_clock::now();
-  count::ActiveConnection const active;  // edge_connections_active
-  TlsStream stream(std::move(socket), env.ssl_context.native_handle());
-  ConnectionControl control(listener.connections, stream.socket());
-  auto established = co_await establish(stream, peer, env, listener, std::move(connection_id), control, started);
+  auto connection = std::make_unique<ClientConnection>(std::move(socket), env.ssl_context.native_handle(),
+                                                       std::move(environment), listener.connections, std::move(open));
+  TlsStream& stream = connection->stream;
+  auto established =
+      co_await establish(stream, peer, env, listener, std::move(connection_id), connection->control, started);
   switch (established.next) {
     case Established::Next::close:
       co_return;
@@ -607,8 +610,22 @@ asio::awaitable<void> serve_connection(tcp::socket socket, tcp::endpoint peer,
       co_return;
     case Established::Next::to_http:
       stream.expires_never();
-      co_await serve_http(stream, env.config, *listener.upstreams, established.client, env.access_log);
+      connection->client = std::move(established.client);
+      connection->client.control = &connection->control;
+      connection->config = &env.config;
+      connection->pool = listener.upstreams;
+      connection->access_log = env.access_log;
+      serve_http(std::move(connection));  // this frame ends; the connection goes on
       co_return;
+  }
+}
+
+void report_connection_error(std::exception_ptr error) {
+  if (!error) return;
+  try {
+    std::rethrow_exception(error);
+  } catch (std::exception const& e) {
+    std::fprintf(stderr, "edged: connection: %s\n", e.what());
   }
 }
 

@@ -7,6 +7,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,8 +52,18 @@ struct ListenerContext {
 // and the ticket-key callback when `tickets` is set.
 void install_certificate_selection(SSL_CTX* base_context, bool tickets);
 
+class OpenConnection;
+
+// The connection from its accept to the handshake record, then the route's
+// service. An HTTP connection outlives this coroutine: it is handed on
+// (serve_http) with its state in a ClientConnection.
 boost::asio::awaitable<void> serve_connection(boost::asio::ip::tcp::socket socket, boost::asio::ip::tcp::endpoint peer,
                                               std::shared_ptr<SessionEnvironment const> environment,
-                                              ListenerContext listener, std::string connection_id);
+                                              ListenerContext listener, std::string connection_id,
+                                              OpenConnection open);
+
+// Completion of a connection's coroutines: an exception escaping one is a
+// bug, reported on stderr; the connection is closed by then.
+void report_connection_error(std::exception_ptr error);
 
 }  // namespace edge::proxy

@@ -13,9 +13,9 @@ namespace edge::proxy {
 namespace asio = boost::asio;
 
 // The BIO between OpenSSL and the socket. Reads come from the pre-read bytes,
-// then the inbox (filled by Asio's read), then - only when the last read
-// filled the inbox, so more is probably there - straight from the socket.
-// Writes go straight to the socket.
+// then straight from the socket, into OpenSSL's own read-ahead buffer; a
+// read that found the socket drained is not retried before the next
+// readiness wait. Writes go straight to the socket.
 struct BioAccess {
   static TlsStream& of(BIO* bio) { return *static_cast<TlsStream*>(BIO_get_data(bio)); }
 
@@ -24,32 +24,37 @@ struct BioAccess {
     if (size <= 0) return 0;
     auto& s = of(bio);
     auto const wanted = static_cast<std::size_t>(size);
-    if (s.preread_.size() > 0) {
-      auto const n = asio::buffer_copy(asio::buffer(out, wanted), s.preread_.data());
-      s.preread_.consume(n);
-      if (s.preread_.size() == 0) s.preread_.shrink_to_fit();  // a connection keeps no pre-read buffer
+    if (s.preread_ && s.preread_->size() > 0) {
+      auto const n = asio::buffer_copy(asio::buffer(out, wanted), s.preread_->data());
+      s.preread_->consume(n);
+      if (s.preread_->size() == 0) s.preread_.reset();  // a connection keeps no pre-read buffer
       return static_cast<int>(n);
     }
-    if (s.inbox_begin_ < s.inbox_end_) {
-      auto const n = std::min(wanted, s.inbox_end_ - s.inbox_begin_);
-      std::memcpy(out, s.inbox_.data() + s.inbox_begin_, n);
-      s.inbox_begin_ += n;
-      return static_cast<int>(n);
+    // The peer's end is not shown to OpenSSL, which would take it for a
+    // truncated record and send a decode_error alert into a closed socket:
+    // the read "waits", and finish() reports the end (as eof or truncation).
+    if (s.peer_closed_) {
+      BIO_set_retry_read(bio);
+      return -1;
     }
-    if (s.read_directly_) {
+    if (!s.drained_) {
       ssize_t const n = ::recv(s.socket_.native_handle(), out, wanted, 0);
-      if (n > 0) return static_cast<int>(n);
+      if (n > 0) {
+        // Short: the socket is empty now (a stream socket returns what it has).
+        s.drained_ = static_cast<std::size_t>(n) < wanted;
+        return static_cast<int>(n);
+      }
       if (n == 0) {
         s.peer_closed_ = true;
-        return 0;
+        BIO_set_retry_read(bio);
+        return -1;
       }
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         s.io_errno_ = errno;
         return -1;
       }
-      s.read_directly_ = false;
+      s.drained_ = errno != EINTR;
     }
-    if (s.peer_closed_) return 0;
     BIO_set_retry_read(bio);
     return -1;
   }
@@ -79,7 +84,7 @@ struct BioAccess {
         return of(bio).peer_closed_ ? 1 : 0;
       case BIO_CTRL_PENDING: {
         auto& s = of(bio);
-        return static_cast<long>(s.preread_.size() + (s.inbox_end_ - s.inbox_begin_));
+        return static_cast<long>(s.preread_ ? s.preread_->size() : 0);
       }
       default:
         return 0;
@@ -111,9 +116,12 @@ std::array<char, TlsStream::kGatherLimit>& TlsStream::gather_scratch() {
 
 TlsStream::TlsStream(asio::ip::tcp::socket socket, SSL_CTX* context)
     : socket_(std::move(socket)),
-      ssl_(SSL_new(context), SSL_free),
+      ssl_(SSL_new(context)),
       deadline_(socket_.get_executor()) {
   if (!ssl_) throw std::bad_alloc();
+  // The BIO calls recv()/send() itself, possibly before any Asio operation
+  // would have made the socket non-blocking.
+  socket_.native_non_blocking(true);
   deadline_.set_owner(this);
   BIO* bio = BIO_new(BioAccess::method());
   if (!bio) throw std::bad_alloc();
@@ -123,22 +131,29 @@ TlsStream::TlsStream(asio::ip::tcp::socket socket, SSL_CTX* context)
   // does; released buffers: an idle connection keeps no 17 KiB record buffers.
   SSL_set_mode(ssl_.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                SSL_MODE_RELEASE_BUFFERS);
+  // Read ahead: one recv() takes whatever the socket has (a record's header
+  // and body, or several records) instead of a 5-byte header read and then
+  // the body; the buffer is OpenSSL's, released when empty.
+  SSL_set_read_ahead(ssl_.get(), 1);
   SSL_set_accept_state(ssl_.get());
 }
 
 TlsStream::~TlsStream() = default;  // ~Deadline: handlers that outlive the stream find no owner
 
-void TlsStream::end_watch(std::shared_ptr<Deadline::State> const& state, std::size_t n) noexcept {
-  if (auto* stream = static_cast<TlsStream*>(Deadline::owner(state))) {
-    stream->watching_ = false;
-    stream->inbox_end_ += n;
-  }
-}
-
-void TlsStream::inbox_filled(std::size_t n) noexcept {
-  inbox_begin_ = 0;
-  inbox_end_ = n;
-  read_directly_ = n == inbox_.size();
+int TlsStream::end_watch(std::shared_ptr<Deadline::State> const& state, boost::system::error_code error) noexcept {
+  auto* stream = static_cast<TlsStream*>(Deadline::owner(state));
+  if (!stream) return 0;
+  stream->watching_ = false;
+  if (error) return 0;
+  stream->drained_ = false;
+  if (stream->has_buffered()) return 1;
+  // Readable: the end of the stream, or bytes (left in the socket for the next TLS read).
+  char byte = 0;
+  ssize_t const n = ::recv(stream->socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) return 1;
+  if (n == 0) return 0;
+  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return -1;
+  return 0;  // reset
 }
 
 boost::system::error_code TlsStream::socket_error(boost::system::error_code error) const {
@@ -153,6 +168,7 @@ TlsStream::Step TlsStream::finish(int result, std::size_t bytes) {
       return {Want::nothing, {}, bytes};
     case SSL_ERROR_WANT_READ:
       if (deadline_.fired()) return {Want::nothing, boost::beast::error::timeout, 0};
+      if (peer_closed_) return {Want::nothing, end_of_stream(), 0};
       return {Want::read, {}, 0};
     case SSL_ERROR_WANT_WRITE:
       if (deadline_.fired()) return {Want::nothing, boost::beast::error::timeout, 0};
@@ -163,19 +179,25 @@ TlsStream::Step TlsStream::finish(int result, std::size_t bytes) {
       ERR_clear_error();
       if (deadline_.fired()) return {Want::nothing, boost::beast::error::timeout, 0};
       if (io_errno_ != 0) return {Want::nothing, {io_errno_, boost::system::system_category()}, 0};
-      return {Want::nothing, asio::ssl::error::stream_truncated, 0};
+      return {Want::nothing, end_of_stream(), 0};
     }
     default: {
       unsigned long const e = ERR_get_error();
       ERR_clear_error();
       if (deadline_.fired()) return {Want::nothing, boost::beast::error::timeout, 0};
-      if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-        return {Want::nothing, asio::ssl::error::stream_truncated, 0};  // as Asio reports it
-      }
+      if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) return {Want::nothing, end_of_stream(), 0};
       if (e == 0 && io_errno_ != 0) return {Want::nothing, {io_errno_, boost::system::system_category()}, 0};
       return {Want::nothing, {static_cast<int>(e), asio::error::get_ssl_category()}, 0};
     }
   }
+}
+
+// The peer's FIN without close_notify: eof when it came between records (as
+// a plain stream would say; HTTP takes it as the client leaving between
+// requests), stream_truncated inside one (as Asio reports it).
+boost::system::error_code TlsStream::end_of_stream() const {
+  if (peer_closed_ && SSL_has_pending(ssl_.get()) == 0) return asio::error::eof;
+  return asio::ssl::error::stream_truncated;
 }
 
 TlsStream::Step TlsStream::handshake_step() {

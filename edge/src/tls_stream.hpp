@@ -6,8 +6,10 @@
 // pair with two more per connection (about 70 KiB of the 73 KiB an idle
 // connection cost), copies every byte twice, and sends a response's header
 // and body as separate records. Here an idle connection holds only its SSL
-// object and a 1 KiB inbox, each record is sent with one send(), and waiting
-// for the peer uses Asio's speculative read (no epoll_ctl per request).
+// object: OpenSSL reads ahead into its own record buffer, which it releases
+// when empty (SSL_MODE_RELEASE_BUFFERS), and each record is sent with one
+// send(). Like nginx, a read that found the socket drained is not retried
+// before a readiness wait says more has come (no EAGAIN read per request).
 //
 // The stream is an Asio AsyncReadStream/AsyncWriteStream, so Beast's HTTP
 // reads and writes work on it unchanged. Timeouts follow beast::tcp_stream
@@ -47,7 +49,10 @@ class TlsStream {
 
   // Bytes read ahead of TLS (PROXY header, ClientHello for routing): OpenSSL
   // reads what is left here before the socket.
-  boost::beast::flat_buffer& preread() noexcept { return preread_; }
+  boost::beast::flat_buffer& preread() {
+    if (!preread_) preread_ = std::make_unique<boost::beast::flat_buffer>();
+    return *preread_;
+  }
 
   // Deadline for the operations that follow (also plain ones on socket()).
   void expires_after(Clock::duration timeout) { deadline_.expires_after(timeout); }
@@ -80,24 +85,32 @@ class TlsStream {
     return async_step<void(boost::system::error_code, std::size_t)>(Write{this, gather(buffers)}, token);
   }
 
-  // Reads ahead into the inbox while nothing else reads (a client waiting for
-  // its upstream), so that a close is seen at once, without a readiness wait
-  // (which costs an epoll_ctl each time). `handler(error, bytes)` runs when
-  // bytes or the close arrive; bytes stay in the inbox for the next TLS read,
-  // which waits for a pending watch to end. socket().cancel() ends it. False
-  // (and no handler) when the inbox has no room left.
+  // Completes when a read would find something: bytes already read ahead
+  // (by OpenSSL or pre-read), the socket readable, or its end. Waiting here
+  // between requests keeps no buffer, and is one plain readiness wait (no
+  // composed operation). Governed by the deadline.
+  template <class Token>
+  auto async_wait_readable(Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+        [this](auto handler) { start_readable_wait(std::move(handler)); }, token);
+  }
+  // Bytes read ahead and not yet taken by a read (OpenSSL's or pre-read).
+  bool has_buffered() const noexcept {
+    return (preread_ && preread_->size() > 0) || SSL_has_pending(ssl_.get()) == 1;
+  }
+
+  // Watches the socket while nothing else reads (a client waiting for its
+  // upstream), so that a close is seen at once. `handler(error, bytes)` runs
+  // when bytes or the close arrive: bytes is 0 for the end of the stream, 1
+  // when something is there (left unread, for the next TLS read, which waits
+  // for a pending watch to end). socket().cancel() ends it. False (and no
+  // handler) when a read is pending.
   template <class Handler>
   bool watch(Handler handler) {
-    if (watching_ || reading_) return false;
-    if (inbox_begin_ == inbox_end_) inbox_begin_ = inbox_end_ = 0;
-    if (inbox_end_ == inbox_.size()) return false;
+    if (watching_ || waiting_) return false;
     watching_ = true;
-    socket_.async_read_some(
-        boost::asio::buffer(inbox_.data() + inbox_end_, inbox_.size() - inbox_end_),
-        [state = deadline_.state(), handler = std::move(handler)](boost::system::error_code error, std::size_t n) mutable {
-          end_watch(state, n);
-          handler(error, n);
-        });
+    socket_.async_wait(boost::asio::ip::tcp::socket::wait_read,
+                       WatchOp<Handler>{deadline_.state(), std::move(handler)});
     return true;
   }
 
@@ -156,10 +169,57 @@ class TlsStream {
   Step read_step(boost::asio::mutable_buffer buffer);
   Step write_step(boost::asio::const_buffer buffer);
   Step finish(int result, std::size_t bytes);
-  boost::asio::mutable_buffer inbox_space() noexcept { return boost::asio::buffer(inbox_); }
-  void inbox_filled(std::size_t n) noexcept;
-  static void end_watch(std::shared_ptr<Deadline::State> const& state, std::size_t n) noexcept;
+  // What a watch found, from its completion: 0 the end, 1 bytes, -1 nothing
+  // (spurious: wait again). Null stream: the owner is gone.
+  static int end_watch(std::shared_ptr<Deadline::State> const& state, boost::system::error_code error) noexcept;
+
+  template <class Handler>
+  struct ReadableWait {
+    TlsStream* s;  // outlives the wait, as with any Asio I/O object
+    Handler handler;
+    void operator()(boost::system::error_code error) {
+      s->waiting_ = false;
+      s->end_op();
+      if (!error) s->drained_ = false;
+      handler(error ? s->socket_error(error) : error);
+    }
+  };
+
+  template <class Handler>
+  void start_readable_wait(Handler handler) {
+    auto now = [this, &handler](boost::system::error_code error) {
+      boost::asio::post(get_executor(), [handler = std::move(handler), error]() mutable { handler(error); });
+    };
+    if (watching_ || waiting_) return now(boost::asio::error::in_progress);  // two readers: a bug
+    if (!begin_op()) {
+      end_op();
+      return now(boost::beast::error::timeout);
+    }
+    // Not drained: the last read took all it asked for, so more may be there.
+    if (!drained_ || peer_closed_ || has_buffered()) {
+      end_op();
+      return now({});
+    }
+    waiting_ = true;
+    socket_.async_wait(boost::asio::ip::tcp::socket::wait_read, ReadableWait<Handler>{this, std::move(handler)});
+  }
+
+  template <class Handler>
+  struct WatchOp {
+    std::shared_ptr<Deadline::State> state;
+    Handler handler;
+    void operator()(boost::system::error_code error) {
+      int const seen = end_watch(state, error);
+      if (seen < 0) {
+        auto* s = static_cast<TlsStream*>(Deadline::owner(state));
+        s->watching_ = true;
+        return s->socket_.async_wait(boost::asio::ip::tcp::socket::wait_read, std::move(*this));
+      }
+      handler(error, static_cast<std::size_t>(seen > 0 ? seen : 0));
+    }
+  };
   boost::system::error_code socket_error(boost::system::error_code error) const;
+  boost::system::error_code end_of_stream() const;
 
   // Runs `step` until it needs nothing from the socket, waiting for the socket
   // in between. A result ready at once is posted, never delivered inline.
@@ -171,15 +231,14 @@ class TlsStream {
     Step result{};
 
     template <class Self>
-    void operator()(Self& self, boost::system::error_code error = {}, std::size_t n = 0) {
+    void operator()(Self& self, boost::system::error_code error = {}, std::size_t = 0) {
       switch (phase) {
         case Phase::posted:
           return complete(self);
         case Phase::reading:
-          s->reading_ = false;
+          s->waiting_ = false;
           if (error) return fail(self, s->socket_error(error));
-          if (n == 0) return fail(self, boost::asio::error::eof);
-          s->inbox_filled(n);
+          s->drained_ = false;
           break;
         case Phase::writing:
           if (error) return fail(self, s->socket_error(error));
@@ -198,14 +257,14 @@ class TlsStream {
       result = step();
       switch (result.want) {
         case Want::read:
-          if (s->watching_) {  // its bytes may be on their way into the inbox: let its handler run first
+          if (s->watching_) {  // its handler must run first (it was just cancelled, or is about to complete)
             phase = Phase::yielding;
             return boost::asio::post(s->get_executor(), std::move(self));
           }
-          if (s->reading_) return fail(self, boost::asio::error::in_progress);  // two readers: a bug
+          if (s->waiting_) return fail(self, boost::asio::error::in_progress);  // two readers: a bug
           phase = Phase::reading;
-          s->reading_ = true;
-          return s->socket_.async_read_some(s->inbox_space(), std::move(self));
+          s->waiting_ = true;
+          return s->socket_.async_wait(boost::asio::ip::tcp::socket::wait_read, std::move(self));
         case Want::write:
           phase = Phase::writing;
           return s->socket_.async_wait(boost::asio::ip::tcp::socket::wait_write, std::move(self));
@@ -249,9 +308,9 @@ class TlsStream {
       if (!started) {
         started = true;
         if (!s->begin_op()) return s->socket_.async_read_some(boost::asio::mutable_buffer(), std::move(self));
-        return s->socket_.async_read_some(s->preread_.prepare(size), std::move(self));
+        return s->socket_.async_read_some(s->preread().prepare(size), std::move(self));
       }
-      s->preread_.commit(n);
+      s->preread().commit(n);
       s->end_op();
       self.complete(n > 0 ? boost::system::error_code{} : s->socket_error(error), n);
     }
@@ -259,15 +318,15 @@ class TlsStream {
 
   friend struct BioAccess;
   boost::asio::ip::tcp::socket socket_;
-  std::unique_ptr<SSL, decltype(&SSL_free)> ssl_;
+  struct SslFree {
+    void operator()(SSL* ssl) const noexcept { SSL_free(ssl); }
+  };
+  std::unique_ptr<SSL, SslFree> ssl_;
   Deadline deadline_;
-  boost::beast::flat_buffer preread_;
-  std::array<unsigned char, 1024> inbox_;
-  std::size_t inbox_begin_ = 0;
-  std::size_t inbox_end_ = 0;
-  bool reading_ = false;          // a read into the inbox is pending
-  bool watching_ = false;         // a watch() read into the inbox is pending
-  bool read_directly_ = false;    // the last read filled the inbox: more is likely waiting in the socket
+  std::unique_ptr<boost::beast::flat_buffer> preread_;  // only while pre-read bytes wait for OpenSSL
+  bool waiting_ = false;          // a readiness wait for a read is pending
+  bool watching_ = false;         // a watch() is pending
+  bool drained_ = false;          // the last recv() found the socket empty: wait before the next
   bool peer_closed_ = false;      // the socket read returned 0
   int io_errno_ = 0;              // the last failed send()/recv()
 };

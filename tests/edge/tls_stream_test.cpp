@@ -1,6 +1,6 @@
 // TlsStream (edge/src/tls_stream.hpp) against a real OpenSSL client on a
 // loopback socket: handshake after pre-read bytes, records, timeouts, the
-// read-ahead watch.
+// readiness wait between requests, the watch.
 #include "tls_stream.hpp"
 
 #include <gtest/gtest.h>
@@ -143,6 +143,93 @@ TEST_F(TlsStreamTest, HandshakeAfterPrereadBytesThenSmallBuffersGoOutAsOneRecord
         first_record = client.read_once();
       });
   EXPECT_EQ(first_record, "HEAD\r\nbody") << "header and body in one record";
+}
+
+TEST_F(TlsStreamTest, SilentClientTimesOutWithoutBlockingTheEventLoop) {
+  std::promise<void> server_done;
+  run(
+      [&](TlsStream& stream) -> asio::awaitable<void> {
+        // The BIO's first recv() comes before any Asio read: the socket must
+        // already be non-blocking, or this thread would sleep in recv().
+        stream.expires_after(std::chrono::milliseconds(200));
+        auto const started = std::chrono::steady_clock::now();
+        auto [error] = co_await stream.async_handshake(use_tuple);
+        EXPECT_EQ(error, boost::beast::error::timeout) << error.message();
+        EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+        server_done.set_value();
+      },
+      [&](unsigned short port) {
+        asio::io_context io;
+        tcp::socket silent(io);
+        silent.connect({asio::ip::make_address("127.0.0.1"), port});
+        server_done.get_future().wait_for(std::chrono::seconds(10));
+      });
+}
+
+TEST_F(TlsStreamTest, ClientLeavingBeforeItsHelloIsEndOfStream) {
+  run(
+      [&](TlsStream& stream) -> asio::awaitable<void> {
+        stream.expires_after(std::chrono::seconds(10));
+        auto [error] = co_await stream.async_handshake(use_tuple);
+        // Not stream_truncated, and no decode_error alert sent into the closed socket.
+        EXPECT_EQ(error, asio::error::eof) << error.message();
+      },
+      [&](unsigned short port) {
+        asio::io_context io;
+        tcp::socket leaving(io);
+        leaving.connect({asio::ip::make_address("127.0.0.1"), port});
+        leaving.close();
+      });
+}
+
+TEST_F(TlsStreamTest, WaitReadableEndsWhenBytesComeAndWhenThePeerLeaves) {
+  std::promise<void> waiting;
+  run(
+      [&](TlsStream& stream) -> asio::awaitable<void> {
+        auto [handshake_error] = co_await stream.async_handshake(use_tuple);
+        EXPECT_FALSE(handshake_error);
+        stream.expires_after(std::chrono::seconds(10));
+        EXPECT_FALSE(stream.has_buffered());
+        waiting.set_value();
+        auto [first] = co_await stream.async_wait_readable(use_tuple);
+        EXPECT_FALSE(first) << first.message();
+        char buffer[16];
+        auto [read_error, n] = co_await stream.async_read_some(asio::buffer(buffer), use_tuple);
+        EXPECT_FALSE(read_error);
+        EXPECT_EQ(std::string(buffer, n), "next");
+        auto [second] = co_await stream.async_wait_readable(use_tuple);
+        EXPECT_FALSE(second) << "the end is something to read, too";
+        auto [end_error, none] = co_await stream.async_read_some(asio::buffer(buffer), use_tuple);
+        EXPECT_EQ(end_error, asio::error::eof) << end_error.message();
+      },
+      [&](unsigned short port) {
+        Client client(port);
+        ASSERT_TRUE(client.handshake());
+        waiting.get_future().wait_for(std::chrono::seconds(10));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        client.send("next");
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        client.close_tcp();
+      });
+}
+
+TEST_F(TlsStreamTest, WaitReadableTimesOutAtTheDeadline) {
+  std::promise<void> server_done;
+  run(
+      [&](TlsStream& stream) -> asio::awaitable<void> {
+        auto [handshake_error] = co_await stream.async_handshake(use_tuple);
+        EXPECT_FALSE(handshake_error);
+        stream.expires_after(std::chrono::milliseconds(100));
+        auto [error] = co_await stream.async_wait_readable(use_tuple);
+        EXPECT_EQ(error, boost::beast::error::timeout) << error.message();
+        EXPECT_FALSE(stream.socket().is_open());
+        server_done.set_value();
+      },
+      [&](unsigned short port) {
+        Client client(port);
+        ASSERT_TRUE(client.handshake());
+        server_done.get_future().wait_for(std::chrono::seconds(10));
+      });
 }
 
 TEST_F(TlsStreamTest, DeadlineEndsAPendingReadWithTimeout) {
