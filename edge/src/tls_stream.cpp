@@ -140,20 +140,13 @@ TlsStream::TlsStream(asio::ip::tcp::socket socket, SSL_CTX* context)
 
 TlsStream::~TlsStream() = default;  // ~Deadline: handlers that outlive the stream find no owner
 
-int TlsStream::end_watch(std::shared_ptr<Deadline::State> const& state, boost::system::error_code error) noexcept {
-  auto* stream = static_cast<TlsStream*>(Deadline::owner(state));
-  if (!stream) return 0;
-  stream->watching_ = false;
-  if (error) return 0;
-  stream->drained_ = false;
-  if (stream->has_buffered()) return 1;
-  // Readable: the end of the stream, or bytes (left in the socket for the next TLS read).
-  char byte = 0;
-  ssize_t const n = ::recv(stream->socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n > 0) return 1;
-  if (n == 0) return 0;
-  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return -1;
-  return 0;  // reset
+asio::mutable_buffer TlsStream::peek_space() {
+  // Written only by the kernel (MSG_PEEK), on this worker's thread, and never
+  // read: every connection of the worker can share it. Its size makes a
+  // peek see all that is there, so a short one tells Asio the socket is
+  // drained (its next receive waits for epoll without trying first).
+  thread_local std::array<char, 16384> scratch;
+  return asio::buffer(scratch);
 }
 
 boost::system::error_code TlsStream::socket_error(boost::system::error_code error) const {

@@ -9,7 +9,14 @@
 // object: OpenSSL reads ahead into its own record buffer, which it releases
 // when empty (SSL_MODE_RELEASE_BUFFERS), and each record is sent with one
 // send(). Like nginx, a read that found the socket drained is not retried
-// before a readiness wait says more has come (no EAGAIN read per request).
+// before the socket says more has come.
+//
+// Waiting for the socket is an Asio receive with MSG_PEEK into a scratch
+// buffer shared by the worker's connections (the bytes stay in the socket
+// for OpenSSL; only the kernel writes the scratch, on this thread), not a
+// readiness wait: Asio re-arms those with an epoll_ctl each time, while a
+// receive is speculative and, after a short one, skips the system call
+// until epoll reports the socket again.
 //
 // The stream is an Asio AsyncReadStream/AsyncWriteStream, so Beast's HTTP
 // reads and writes work on it unchanged. Timeouts follow beast::tcp_stream
@@ -101,16 +108,16 @@ class TlsStream {
 
   // Watches the socket while nothing else reads (a client waiting for its
   // upstream), so that a close is seen at once. `handler(error, bytes)` runs
-  // when bytes or the close arrive: bytes is 0 for the end of the stream, 1
-  // when something is there (left unread, for the next TLS read, which waits
-  // for a pending watch to end). socket().cancel() ends it. False (and no
-  // handler) when a read is pending.
+  // when bytes or the close arrive: bytes 0 (or an error) is the end of the
+  // stream, more means something is there, left in the socket for the next
+  // TLS read (which waits for a pending watch to end). socket().cancel()
+  // ends it. False (and no handler) when a read is pending.
   template <class Handler>
   bool watch(Handler handler) {
     if (watching_ || waiting_) return false;
     watching_ = true;
-    socket_.async_wait(boost::asio::ip::tcp::socket::wait_read,
-                       WatchOp<Handler>{deadline_.state(), std::move(handler)});
+    socket_.async_receive(peek_space(), boost::asio::socket_base::message_peek,
+                          WatchOp<Handler>{deadline_.state(), std::move(handler)});
     return true;
   }
 
@@ -169,18 +176,22 @@ class TlsStream {
   Step read_step(boost::asio::mutable_buffer buffer);
   Step write_step(boost::asio::const_buffer buffer);
   Step finish(int result, std::size_t bytes);
-  // What a watch found, from its completion: 0 the end, 1 bytes, -1 nothing
-  // (spurious: wait again). Null stream: the owner is gone.
-  static int end_watch(std::shared_ptr<Deadline::State> const& state, boost::system::error_code error) noexcept;
+  static boost::asio::mutable_buffer peek_space();
+  // The end of a peek (a wait or a watch): what it says about the socket.
+  void peeked(boost::system::error_code error) noexcept {
+    if (error == boost::asio::error::eof) peer_closed_ = true;
+    if (!error || error == boost::asio::error::eof) drained_ = false;
+  }
 
   template <class Handler>
   struct ReadableWait {
     TlsStream* s;  // outlives the wait, as with any Asio I/O object
     Handler handler;
-    void operator()(boost::system::error_code error) {
+    void operator()(boost::system::error_code error, std::size_t) {
       s->waiting_ = false;
       s->end_op();
-      if (!error) s->drained_ = false;
+      s->peeked(error);
+      if (error == boost::asio::error::eof) error = {};  // the end is something to read, too
       handler(error ? s->socket_error(error) : error);
     }
   };
@@ -201,21 +212,20 @@ class TlsStream {
       return now({});
     }
     waiting_ = true;
-    socket_.async_wait(boost::asio::ip::tcp::socket::wait_read, ReadableWait<Handler>{this, std::move(handler)});
+    socket_.async_receive(peek_space(), boost::asio::socket_base::message_peek,
+                          ReadableWait<Handler>{this, std::move(handler)});
   }
 
   template <class Handler>
   struct WatchOp {
-    std::shared_ptr<Deadline::State> state;
+    std::shared_ptr<Deadline::State> state;  // the watch may outlive the stream
     Handler handler;
-    void operator()(boost::system::error_code error) {
-      int const seen = end_watch(state, error);
-      if (seen < 0) {
-        auto* s = static_cast<TlsStream*>(Deadline::owner(state));
-        s->watching_ = true;
-        return s->socket_.async_wait(boost::asio::ip::tcp::socket::wait_read, std::move(*this));
+    void operator()(boost::system::error_code error, std::size_t n) {
+      if (auto* s = static_cast<TlsStream*>(Deadline::owner(state))) {
+        s->watching_ = false;
+        s->peeked(error);
       }
-      handler(error, static_cast<std::size_t>(seen > 0 ? seen : 0));
+      handler(error, n);
     }
   };
   boost::system::error_code socket_error(boost::system::error_code error) const;
@@ -237,8 +247,8 @@ class TlsStream {
           return complete(self);
         case Phase::reading:
           s->waiting_ = false;
-          if (error) return fail(self, s->socket_error(error));
-          s->drained_ = false;
+          s->peeked(error);
+          if (error && error != boost::asio::error::eof) return fail(self, s->socket_error(error));
           break;
         case Phase::writing:
           if (error) return fail(self, s->socket_error(error));
@@ -264,7 +274,7 @@ class TlsStream {
           if (s->waiting_) return fail(self, boost::asio::error::in_progress);  // two readers: a bug
           phase = Phase::reading;
           s->waiting_ = true;
-          return s->socket_.async_wait(boost::asio::ip::tcp::socket::wait_read, std::move(self));
+          return s->socket_.async_receive(peek_space(), boost::asio::socket_base::message_peek, std::move(self));
         case Want::write:
           phase = Phase::writing;
           return s->socket_.async_wait(boost::asio::ip::tcp::socket::wait_write, std::move(self));
