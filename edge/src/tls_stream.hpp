@@ -94,7 +94,7 @@ class TlsStream {
 
   // Completes when a read would find something: bytes already read ahead
   // (by OpenSSL or pre-read), the socket readable, or its end. Waiting here
-  // between requests keeps no buffer, and is one plain readiness wait (no
+  // between requests keeps no buffer: it is one peek of the socket (no
   // composed operation). Governed by the deadline.
   template <class Token>
   auto async_wait_readable(Token&& token) {
@@ -334,7 +334,7 @@ class TlsStream {
   std::unique_ptr<SSL, SslFree> ssl_;
   Deadline deadline_;
   std::unique_ptr<boost::beast::flat_buffer> preread_;  // only while pre-read bytes wait for OpenSSL
-  bool waiting_ = false;          // a readiness wait for a read is pending
+  bool waiting_ = false;          // a peek for a read (or async_wait_readable) is pending
   bool watching_ = false;         // a watch() is pending
   bool drained_ = false;          // the last recv() found the socket empty: wait before the next
   bool peer_closed_ = false;      // the socket read returned 0
