@@ -34,64 +34,6 @@ bool ambiguous_framing(http::request_header<> const& req) {
   return false;
 }
 
-void strip_hop_by_hop(http::fields& fields) {
-  // Names listed in Connection, collected first: erasing while iterating would invalidate.
-  std::vector<std::string> named;
-  for (auto const& f : fields) {
-    if (f.name() != http::field::connection) continue;
-    std::string_view value = f.value();
-    while (!value.empty()) {
-      auto comma = value.find(',');
-      auto token = value.substr(0, comma);
-      while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
-      while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
-      if (!token.empty() && !beast::iequals(token, "close") && !beast::iequals(token, "keep-alive")) {
-        named.emplace_back(token);
-      }
-      value = comma == std::string_view::npos ? std::string_view{} : value.substr(comma + 1);
-    }
-  }
-  for (auto const& name : named) {
-    if (!beast::iequals(name, "transfer-encoding") && !beast::iequals(name, "content-length")) fields.erase(name);
-  }
-  for (auto field : {http::field::connection, http::field::keep_alive, http::field::proxy_connection, http::field::te,
-                     http::field::trailer, http::field::upgrade, http::field::proxy_authorization,
-                     http::field::proxy_authenticate}) {
-    fields.erase(field);
-  }
-}
-
-void apply_forward_headers(http::request_header<>& req, HttpRoute const& route) {
-  if (!route.forward_headers) return;
-  auto const& allowed = *route.forward_headers;
-  auto keep = [&](http::field id, std::string_view name) {
-    switch (id) {
-      case http::field::content_length:
-      case http::field::transfer_encoding:
-      case http::field::host:
-      case http::field::expect:
-        return true;
-      case http::field::upgrade:
-      case http::field::connection:
-      case http::field::sec_websocket_key:
-      case http::field::sec_websocket_version:
-      case http::field::sec_websocket_protocol:
-      case http::field::sec_websocket_extensions:
-        if (route.websocket) return true;
-        break;
-      default:
-        break;
-    }
-    return std::any_of(allowed.begin(), allowed.end(), [&](std::string const& a) { return beast::iequals(a, name); });
-  };
-  for (auto it = req.begin(); it != req.end();) {
-    if (keep(it->name(), it->name_string()))
-      ++it;
-    else
-      it = req.erase(it);
-  }
-}
-
 namespace {
 
 std::string upstream_authority(HttpRoute const& route) {
@@ -111,27 +53,6 @@ std::string upstream_authority(HttpRoute const& route) {
 
 }  // namespace
 
-void add_forwarding_headers(http::request_header<>& req, HttpRoute const& route, HttpClientInfo const& client) {
-  auto const previous = req["X-Forwarded-For"];
-  if (previous.empty()) {
-    req.set("X-Forwarded-For", client.address);
-  } else {
-    std::string forwarded_for;
-    forwarded_for.reserve(previous.size() + 2 + client.address.size());
-    forwarded_for.append(previous).append(", ").append(client.address);
-    req.set("X-Forwarded-For", forwarded_for);
-  }
-  req.set("X-Real-IP", client.address);
-  req.set("X-Forwarded-Proto", "https");
-  auto const host = req[http::field::host];
-  if (!host.empty())
-    req.set("X-Forwarded-Host", host);
-  else if (!client.server_name.empty())
-    req.set("X-Forwarded-Host", client.server_name);
-  if (!route.preserve_host || req[http::field::host].empty()) req.set(http::field::host, upstream_authority(route));
-  req.set(http::field::via, "1.1 edge");
-}
-
 std::string upstream_target(HttpRoute const& route, std::string_view target) {
   auto const& base = route.upstream.base_path;
   if (base.empty() || base == "/" || route.compiled_regex) return std::string(target);
@@ -143,15 +64,6 @@ std::string upstream_target(HttpRoute const& route, std::string_view target) {
   if (!out.empty() && out.back() == '/' && !rest.empty() && rest.front() == '/') out.pop_back();
   if (!out.empty() && out.back() != '/' && !rest.empty() && rest.front() != '/' && rest.front() != '?') out += '/';
   return out + rest;
-}
-
-void rewrite_request_head(http::request_header<>& req, HttpRoute const& route, HttpClientInfo const& client,
-                          bool upgrade) {
-  if (!upgrade) strip_hop_by_hop(req);
-  apply_forward_headers(req, route);
-  auto const& base = route.upstream.base_path;
-  if (!(base.empty() || base == "/" || route.compiled_regex)) req.target(upstream_target(route, req.target()));
-  add_forwarding_headers(req, route, client);
 }
 
 std::string_view http_date() {
@@ -170,13 +82,78 @@ std::string_view http_date() {
 
 namespace {
 
-void append_fields(std::string& out, http::fields const& fields) {
-  for (auto const& field : fields) {
-    out += field.name_string();
-    out += ": ";
-    out += field.value();
-    out += "\r\n";
+// Which fields are hop-by-hop in a parsed head: the fixed list and what its
+// Connection headers name (except the framing headers, which must stay for
+// the body to stream as is). The names point into the head's fields.
+class HopByHop {
+ public:
+  explicit HopByHop(http::fields const& fields) {
+    for (auto const& f : fields) {
+      if (f.name() != http::field::connection) continue;
+      std::string_view value = f.value();
+      while (!value.empty()) {
+        auto const comma = value.find(',');
+        auto token = value.substr(0, comma);
+        while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+        while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+        if (!token.empty() && !beast::iequals(token, "close") && !beast::iequals(token, "keep-alive") &&
+            !beast::iequals(token, "transfer-encoding") && !beast::iequals(token, "content-length")) {
+          named_.push_back(token);
+        }
+        value = comma == std::string_view::npos ? std::string_view{} : value.substr(comma + 1);
+      }
+    }
   }
+
+  bool operator()(http::field id, std::string_view name) const {
+    switch (id) {
+      case http::field::connection:
+      case http::field::keep_alive:
+      case http::field::proxy_connection:
+      case http::field::te:
+      case http::field::trailer:
+      case http::field::upgrade:
+      case http::field::proxy_authorization:
+      case http::field::proxy_authenticate:
+        return true;
+      default:
+        break;
+    }
+    return std::any_of(named_.begin(), named_.end(), [&](std::string_view n) { return beast::iequals(n, name); });
+  }
+
+ private:
+  std::vector<std::string_view> named_;  // usually empty: no allocation
+};
+
+// The route's allow-list (when it has one) with what the proxy itself needs.
+bool on_allow_list(HttpRoute const& route, http::field id, std::string_view name) {
+  if (!route.forward_headers) return true;
+  switch (id) {
+    case http::field::content_length:
+    case http::field::transfer_encoding:
+    case http::field::host:
+    case http::field::expect:
+      return true;
+    case http::field::upgrade:
+    case http::field::connection:
+    case http::field::sec_websocket_key:
+    case http::field::sec_websocket_version:
+    case http::field::sec_websocket_protocol:
+    case http::field::sec_websocket_extensions:
+      if (route.websocket) return true;
+      break;
+    default:
+      break;
+  }
+  auto const& allowed = *route.forward_headers;
+  return std::any_of(allowed.begin(), allowed.end(), [&](std::string const& a) { return beast::iequals(a, name); });
+}
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out += name;
+  out += ": ";
+  out += value;
   out += "\r\n";
 }
 
@@ -189,23 +166,82 @@ void append_version(std::string& out, unsigned version) {
 
 }  // namespace
 
-std::string render_head(http::request_header<> const& req) {
+std::string render_upstream_request(http::request_header<> const& req, HttpRoute const& route,
+                                    HttpClientInfo const& client, bool upgrade) {
+  // The forwarding headers replace the client's; its X-Forwarded-For is
+  // appended to (the first one, as Beast's lookup finds it).
+  std::string_view previous_for;
+  std::string_view host;
+  bool seen_for = false;
+  bool seen_host = false;
+  for (auto const& f : req) {
+    if (!seen_host && f.name() == http::field::host) {
+      host = f.value();
+      seen_host = true;
+    } else if (!seen_for && beast::iequals(f.name_string(), "X-Forwarded-For")) {
+      previous_for = f.value();
+      seen_for = true;
+    }
+  }
+  bool const keep_host = route.preserve_host && !host.empty();
+  auto const is_replaced = [&](http::field id, std::string_view name) {
+    switch (id) {
+      case http::field::via:
+        return true;
+      case http::field::host:
+        return !keep_host;
+      case http::field::unknown:
+        return beast::iequals(name, "X-Forwarded-For") || beast::iequals(name, "X-Real-IP") ||
+               beast::iequals(name, "X-Forwarded-Proto") || beast::iequals(name, "X-Forwarded-Host");
+      default:
+        return false;
+    }
+  };
+  HopByHop const hop_by_hop(req);
+
   std::string out;
-  out.reserve(256);
+  out.reserve(384);
   out += req.method_string();
   out += ' ';
-  out += req.target();
+  auto const& base = route.upstream.base_path;
+  if (base.empty() || base == "/" || route.compiled_regex)
+    out += req.target();
+  else
+    out += upstream_target(route, req.target());
   out += ' ';
-  append_version(out, req.version());
+  append_version(out, upgrade ? req.version() : 11);  // HTTP/1.1 keeps the upstream connection without a header
   out += "\r\n";
-  append_fields(out, req);
+  for (auto const& f : req) {
+    auto const id = f.name();
+    auto const name = f.name_string();
+    if (!upgrade && hop_by_hop(id, name)) continue;
+    if (is_replaced(id, name) || !on_allow_list(route, id, name)) continue;
+    append_field(out, name, f.value());
+  }
+  out += "X-Forwarded-For: ";
+  if (!previous_for.empty() && on_allow_list(route, http::field::unknown, "X-Forwarded-For")) {
+    out += previous_for;
+    out += ", ";
+  }
+  out += client.address;
+  out += "\r\n";
+  append_field(out, "X-Real-IP", client.address);
+  append_field(out, "X-Forwarded-Proto", "https");
+  if (!host.empty())
+    append_field(out, "X-Forwarded-Host", host);
+  else if (!client.server_name.empty())
+    append_field(out, "X-Forwarded-Host", client.server_name);
+  if (!keep_host) append_field(out, "Host", upstream_authority(route));
+  append_field(out, "Via", "1.1 edge");
+  out += "\r\n";
   return out;
 }
 
-std::string render_head(http::response_header<> const& res) {
+std::string render_client_response(http::response_header<> const& res, ClientResponseHead const& head) {
+  HopByHop const hop_by_hop(res);
   std::string out;
-  out.reserve(256);
-  append_version(out, res.version());
+  out.reserve(384);
+  append_version(out, head.version);
   out += ' ';
   auto const status = res.result_int();
   out += static_cast<char>('0' + status / 100 % 10);
@@ -215,7 +251,20 @@ std::string render_head(http::response_header<> const& res) {
   auto const reason = res.reason();
   out += reason.empty() ? http::obsolete_reason(res.result()) : reason;
   out += "\r\n";
-  append_fields(out, res);
+  bool has_date = false;
+  for (auto const& f : res) {
+    auto const id = f.name();
+    if (id == http::field::server || hop_by_hop(id, f.name_string())) continue;
+    has_date = has_date || id == http::field::date;
+    append_field(out, f.name_string(), f.value());
+  }
+  // HTTP/1.1 is persistent unless it says close; HTTP/1.0 the other way round.
+  if (head.version >= 11 && !head.keep_alive) append_field(out, "Connection", "close");
+  if (head.version < 11 && head.keep_alive) append_field(out, "Connection", "keep-alive");
+  if (head.server_header) append_field(out, "Server", "edge");
+  if (!has_date) append_field(out, "Date", http_date());
+  if (head.add_chunked) append_field(out, "Transfer-Encoding", "chunked");
+  out += "\r\n";
   return out;
 }
 

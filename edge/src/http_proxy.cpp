@@ -19,6 +19,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http.hpp>
 
@@ -95,13 +96,33 @@ asio::awaitable<bool> write_message(Stream& stream, Message& message) {
   co_return !error;
 }
 
+// Writes all of `buffers`: at once when the socket takes them, what is left
+// asynchronously (see TlsStream::write_some).
+template <class Stream, class Buffers>
+asio::awaitable<boost::system::error_code> write_all(Stream& stream, Buffers const& buffers) {
+  boost::system::error_code error;
+  std::size_t const size = asio::buffer_size(buffers);
+  std::size_t written = 0;
+  while (written < size) {
+    beast::buffers_suffix<Buffers> rest(buffers);
+    rest.consume(written);
+    auto const n = stream.write_some(rest, error);
+    if (error || n == 0) break;
+    written += n;
+  }
+  if (written == size) co_return boost::system::error_code{};
+  if (error && error != asio::error::would_block) co_return error;
+  beast::buffers_suffix<Buffers> rest(buffers);
+  rest.consume(written);
+  auto [write_error, n] = co_await asio::async_write(stream, rest, use_tuple);
+  co_return write_error;
+}
+
 struct Streamed {
   boost::system::error_code error;
   bool reading = false;  // the error came from the side being read
 };
 
-// Streams the body of the message `parser` is reading from `in` to `out`
-// through `serializer`, a chunk at a time: no body is ever held whole.
 // A body buffer lent by the worker's thread for one message and given back:
 // every proxied response passes through one, and a fresh 16 KiB block per
 // response cost a malloc/free pair that fragments the heap.
@@ -134,58 +155,45 @@ class ChunkLease {
   std::unique_ptr<std::array<char, kChunk>> block_;
 };
 
-template <class InStream, class OutStream, bool isRequest>
-asio::awaitable<Streamed> stream_body(InStream& in, beast::flat_buffer& in_buffer,
-                                      http::parser<isRequest, http::buffer_body>& parser, OutStream& out,
-                                      http::serializer<isRequest, http::buffer_body>& serializer,
-                                      std::chrono::seconds in_timeout, std::chrono::seconds out_timeout,
-                                      std::uint64_t& moved) {
-  ChunkLease chunk;
-  auto& body = parser.get().body();
-  do {
-    if (!parser.is_done()) {
-      body.data = chunk.data();
-      body.size = chunk.size();
-      beast::get_lowest_layer(in).expires_after(in_timeout);
-      // read_some: what has arrived is passed on now (a stream of events must not wait for a full chunk)
-      auto [read_error, n] = co_await http::async_read_some(in, in_buffer, parser, use_tuple);
-      if (read_error && read_error != http::error::need_buffer) co_return Streamed{read_error, true};
-      body.size = chunk.size() - body.size;
-      body.data = chunk.data();
-      body.more = !parser.is_done();
-      moved += body.size;
-      // A read that parsed only framing (a chunk header) has nothing to pass
-      // on; an empty piece would go out as the chunked body's last chunk.
-      if (body.size == 0 && body.more) continue;
-    } else {
-      body.data = nullptr;
-      body.size = 0;
-      body.more = false;  // also when no read came first (a body-less answer whose header is not sent yet)
-    }
-    beast::get_lowest_layer(out).expires_after(out_timeout);
-    auto [write_error, n] = co_await http::async_write(out, serializer, use_tuple);
-    if (write_error && write_error != http::error::need_buffer) co_return Streamed{write_error, false};
-  } while (!parser.is_done() || !serializer.is_done());
-  co_return Streamed{};
-}
+// "1a2b\r\n": a chunk's size line.
+struct ChunkSizeLine {
+  explicit ChunkSizeLine(std::size_t size) {
+    char digits[16];
+    std::size_t n = 0;
+    do {
+      digits[n++] = "0123456789abcdef"[size & 0xf];
+      size >>= 4;
+    } while (size != 0);
+    while (n > 0) text[length++] = digits[--n];
+    text[length++] = '\r';
+    text[length++] = '\n';
+  }
+  asio::const_buffer buffer() const noexcept { return {text.data(), length}; }
+  std::array<char, 18> text{};
+  std::size_t length = 0;
+};
 
-// A response whose body passes through as is (none, or Content-Length
-// framed): the head rendered once, then each piece written as it arrives,
-// the head with the first piece in one write (one TLS record). The
-// serializer's machinery, per write, is the larger part of relaying a small
-// response.
-asio::awaitable<Streamed> relay_as_is(UpstreamStream& in, beast::flat_buffer& in_buffer,
-                                      http::response_parser<http::buffer_body>& parser, TlsStream& out,
-                                      std::string head, std::chrono::seconds in_timeout,
-                                      std::chrono::seconds out_timeout, std::uint64_t& moved) {
+// Moves the body `parser` reads from `in` to `out`, a piece at a time as it
+// arrives: no body is ever held whole, and a stream of events is not held
+// back to fill a buffer. `chunked`: each piece goes out as a chunk, and the
+// last chunk ends the body (the upstream's chunk framing is checked by the
+// parser, never passed through); otherwise the pieces go as they are (a body
+// delimited by Content-Length or by the closing). `head` (rendered, or empty
+// when already sent) goes with the first piece in one write, one TLS record;
+// at once when nothing of the body has arrived yet.
+template <class InStream, class OutStream, bool isRequest>
+asio::awaitable<Streamed> relay_body(InStream& in, beast::flat_buffer& in_buffer,
+                                     http::parser<isRequest, http::buffer_body>& parser, OutStream& out,
+                                     std::string_view head, bool chunked, std::chrono::seconds in_timeout,
+                                     std::chrono::seconds out_timeout, std::uint64_t& moved) {
+  static constexpr std::string_view kCrlf = "\r\n";
+  static constexpr std::string_view kLastChunk = "0\r\n\r\n";
   auto& body = parser.get().body();
   std::optional<ChunkLease> chunk;
-  bool head_pending = true;
-  if (in_buffer.size() == 0 && !parser.is_done()) {
-    // The body has not started to arrive: the client gets the head now.
-    out.expires_after(out_timeout);
-    auto [write_error, n] = co_await asio::async_write(out, asio::buffer(head), use_tuple);
-    if (write_error) co_return Streamed{write_error, false};
+  bool head_pending = !head.empty();
+  if (head_pending && in_buffer.size() == 0 && !parser.is_done()) {
+    beast::get_lowest_layer(out).expires_after(out_timeout);
+    if (auto write_error = co_await write_all(out, asio::buffer(head))) co_return Streamed{write_error, false};
     head_pending = false;
   }
   for (;;) {
@@ -194,22 +202,38 @@ asio::awaitable<Streamed> relay_as_is(UpstreamStream& in, beast::flat_buffer& in
       if (!chunk) chunk.emplace();
       body.data = chunk->data();
       body.size = chunk->size();
-      beast::get_lowest_layer(in).expires_after(in_timeout);
-      auto [read_error, n] = co_await http::async_read_some(in, in_buffer, parser, use_tuple);
-      if (read_error && read_error != http::error::need_buffer) co_return Streamed{read_error, true};
+      // What is read already (a small body often came with its head) is
+      // parsed without a round through the event loop.
+      boost::system::error_code read_error = asio::error::would_block;
+      if (in_buffer.size() > 0) http::read_some(in, in_buffer, parser, read_error);
+      if (read_error == asio::error::would_block && body.size == chunk->size()) {
+        beast::get_lowest_layer(in).expires_after(in_timeout);
+        std::tie(read_error, std::ignore) = co_await http::async_read_some(in, in_buffer, parser, use_tuple);
+      }
+      if (read_error && read_error != http::error::need_buffer && read_error != asio::error::would_block)
+        co_return Streamed{read_error, true};
       piece = chunk->size() - body.size;
       moved += piece;
     }
-    if (head_pending || piece > 0) {
-      std::array<asio::const_buffer, 2> const pieces{
-          head_pending ? asio::buffer(head) : asio::const_buffer(),
-          piece > 0 ? asio::const_buffer(chunk->data(), piece) : asio::const_buffer()};
-      out.expires_after(out_timeout);
-      auto [write_error, n] = co_await asio::async_write(out, pieces, use_tuple);
-      if (write_error) co_return Streamed{write_error, false};
+    bool const last = parser.is_done();
+    // A read that parsed only framing (a chunk header) has nothing to pass
+    // on; an empty chunk would end the body.
+    ChunkSizeLine const size_line(piece);
+    std::array<asio::const_buffer, 5> pieces{};
+    std::size_t used = 0;
+    if (head_pending) pieces[used++] = asio::buffer(head);
+    if (piece > 0) {
+      if (chunked) pieces[used++] = size_line.buffer();
+      pieces[used++] = asio::const_buffer(chunk->data(), piece);
+      if (chunked) pieces[used++] = asio::buffer(kCrlf);
+    }
+    if (last && chunked) pieces[used++] = asio::buffer(kLastChunk);
+    if (used > 0) {
+      beast::get_lowest_layer(out).expires_after(out_timeout);
+      if (auto write_error = co_await write_all(out, pieces)) co_return Streamed{write_error, false};
       head_pending = false;
     }
-    if (parser.is_done()) co_return Streamed{};
+    if (last) co_return Streamed{};
   }
 }
 
@@ -282,7 +306,7 @@ class ClientWatch {
 
 // A WebSocket (or any) Upgrade: the request and the 101 cross as HTTP, then
 // bytes flow both ways until either side closes.
-asio::awaitable<void> upgrade(TlsStream& stream, beast::flat_buffer& buffer, http::request_header<>& req,
+asio::awaitable<void> upgrade(TlsStream& stream, beast::flat_buffer& buffer, std::string request_head,
                               HttpRoute const& route, ProxyConfig const& config, AccessRecord& log) {
   std::string why;
   TcpUpstream target{route.upstream.host, route.upstream.port};
@@ -299,9 +323,8 @@ asio::awaitable<void> upgrade(TlsStream& stream, beast::flat_buffer& buffer, htt
   boost::system::error_code ignored;
   auto const remote = upstream->socket().remote_endpoint(ignored);
   if (!ignored) log.upstream_address = remote.address().to_string() + ":" + std::to_string(remote.port());
-  http::request<http::empty_body> head{std::move(req)};
   upstream->expires_after(config.upstream_timeout);
-  if (!co_await write_message(*upstream, head)) co_return;
+  if (auto [e, w] = co_await asio::async_write(*upstream, asio::buffer(request_head), use_tuple); e) co_return;
   beast::flat_buffer upstream_buffer;
   http::response_parser<http::empty_body> res_parser;
   res_parser.skip(true);  // a 101 has no body; anything else is answered and the connection closed
@@ -377,9 +400,7 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
     return e == beast::error::timeout ? ProxyError::upstream_timeout : ProxyError::upstream_failed;
   };
 
-  rewrite_request_head(req.base(), route, client, false);
-  req.version(11);
-  req.keep_alive(true);
+  auto const request_head = render_upstream_request(req.base(), route, client, false);
 
   std::unique_ptr<UpstreamConnection> connection;
   std::optional<http::response_parser<http::buffer_body>> res_parser;
@@ -409,19 +430,8 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
     log.upstream_address = connection->address;
     log.upstream_reused = reused;
     if (auto* tls = connection->stream.tls()) log.upstream_tls_resumed = SSL_session_reused(tls->native_handle()) == 1;
-    http::request_serializer<http::buffer_body> serializer{req};
     connection->stream.expires_after(config.upstream_timeout);
-    boost::system::error_code header_error;
-    if (!has_body) {
-      // Nothing follows the head: one buffer, one write, no serializer.
-      auto const request_head = render_head(req.base());
-      std::tie(header_error, std::ignore) =
-          co_await asio::async_write(connection->stream, asio::buffer(request_head), use_tuple);
-    } else {
-      std::tie(header_error, std::ignore) =
-          co_await http::async_write_header(connection->stream, serializer, use_tuple);
-    }
-    if (header_error) {
+    if (auto header_error = co_await write_all(connection->stream, asio::buffer(request_head))) {
       if (reused) continue;
       co_return co_await answer(http::status::bad_gateway, "upstream failed", ProxyError::upstream_failed);
     }
@@ -446,8 +456,8 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
       }
     }
     if (has_body && !(expect_continue && res_parser->is_header_done())) {
-      auto const streamed = co_await stream_body(stream, buffer, parser, connection->stream, serializer,
-                                                 config.client_timeout, config.upstream_timeout, log.bytes_in);
+      auto const streamed = co_await relay_body(stream, buffer, parser, connection->stream, {}, parser.chunked(),
+                                                config.client_timeout, config.upstream_timeout, log.bytes_in);
       if (streamed.error && streamed.reading) co_return client_left();  // the upstream connection is dropped
       if (streamed.error) {
         co_return co_await answer(upstream_error(streamed.error), "request body failed",
@@ -477,41 +487,28 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
   }
   if (!res_parser) co_return co_await answer(http::status::bad_gateway, "upstream failed", ProxyError::upstream_failed);
 
-  auto& res = res_parser->get();
+  auto const& res = res_parser->get();
   bool const upstream_keep_alive = res.keep_alive();
   bool const body_unread = has_body && !parser.is_done();
-  strip_hop_by_hop(res.base());
-  res.version(client_version);
+  ClientResponseHead head_out;
+  head_out.version = client_version;
   // A stopping server finishes this response and closes (graceful stop).
-  bool const keep_client = client_keep_alive && !body_unread && !(client.control && client.control->draining());
-  res.keep_alive(keep_client);
-  if (config.server_header) res.set(http::field::server, "edge");
-  else res.erase(http::field::server);
-  if (res.find(http::field::date) == res.end()) res.set(http::field::date, http_date());
+  head_out.keep_alive = client_keep_alive && !body_unread && !(client.control && client.control->draining());
+  head_out.server_header = config.server_header;
+  bool const has_response_body = !res_parser->is_done();
   // A body delimited by the upstream closing cannot be relayed on a kept-alive
   // HTTP/1.1 connection as is: re-frame it as chunked.
-  if (!head && !res_parser->is_done() && !res_parser->content_length() && !res_parser->chunked() &&
-      client_version == 11) {
-    res.chunked(true);
-  }
+  head_out.add_chunked =
+      has_response_body && !res_parser->content_length() && !res_parser->chunked() && client_version == 11;
+  bool const chunked_out = has_response_body && (res_parser->chunked() || head_out.add_chunked);
+  // Without a length or chunks only the closing can end the body.
+  if (has_response_body && !chunked_out && !res_parser->content_length()) head_out.keep_alive = false;
   log.status = res.result_int();
   count::request(res.result_int());
-  Streamed streamed;
-  if (res_parser->is_done() || res_parser->content_length()) {
-    // No body, or one framed by Content-Length: it passes through as is.
-    streamed = co_await relay_as_is(connection->stream, connection->buffer, *res_parser, stream, render_head(res),
-                                    config.upstream_timeout, config.client_timeout, log.bytes_out);
-  } else {
-    http::response_serializer<http::buffer_body> res_serializer{res};
-    if (connection->buffer.size() == 0) {
-      // The body has not started to arrive: the client gets the header now.
-      beast::get_lowest_layer(stream).expires_after(config.upstream_timeout);
-      auto [header_error, n] = co_await http::async_write_header(stream, res_serializer, use_tuple);
-      if (header_error) co_return client_left();
-    }  // else the header goes out with the first piece of the body, in one TLS record
-    streamed = co_await stream_body(connection->stream, connection->buffer, *res_parser, stream, res_serializer,
-                                    config.upstream_timeout, config.client_timeout, log.bytes_out);
-  }
+  auto const response_head = render_client_response(res.base(), head_out);
+  auto const streamed =
+      co_await relay_body(connection->stream, connection->buffer, *res_parser, stream, response_head, chunked_out,
+                          config.upstream_timeout, config.client_timeout, log.bytes_out);
   log.upstream_duration_us = micros(Clock::now() - upstream_started);
   if (streamed.error && !streamed.reading) {
     // The client left mid-response: the upstream connection is half-read and is dropped, never pooled.
@@ -522,7 +519,7 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
   // Reused only in a clean state: the whole response read, the whole request sent.
   bool const clean = upstream_keep_alive && res_parser->is_done() && !body_unread;
   pool.give_back(route, config.pool, std::move(connection), clean);
-  co_return Exchange{keep_client && res.keep_alive()};
+  co_return Exchange{head_out.keep_alive};
 }
 
 }  // namespace
@@ -635,9 +632,7 @@ asio::awaitable<Next> serve_request(TlsStream& stream, beast::flat_buffer& buffe
     ticket = RateTicket(route->limiter.get(), client.address);
   }
   if (route->websocket && beast::iequals(req[http::field::upgrade], "websocket")) {
-    http::request_header<> head = req.base();
-    rewrite_request_head(head, *route, client, true);
-    co_await upgrade(stream, buffer, head, *route, config, log);
+    co_await upgrade(stream, buffer, render_upstream_request(req.base(), *route, client, true), *route, config, log);
     co_return Next::abort;
   }
   auto const exchange = co_await forward(stream, buffer, parser, *route, pool, config, client, log);
@@ -662,7 +657,11 @@ asio::awaitable<void> serve_requests(std::unique_ptr<ClientConnection> connectio
     parser.header_limit(kHeaderLimit);
     parser.body_limit(boost::none);  // bodies stream; nothing is buffered whole
     c.stream.expires_after(c.config->client_timeout);
-    auto [read_error, read] = co_await http::async_read_header(c.stream, buffer, parser, use_tuple);
+    // Usually the request is there already (the wait ended because it came).
+    boost::system::error_code read_error;
+    http::read_header(c.stream, buffer, parser, read_error);
+    if (read_error == asio::error::would_block)
+      std::tie(read_error, std::ignore) = co_await http::async_read_header(c.stream, buffer, parser, use_tuple);
     if (read_error == http::error::end_of_stream) {
       next = Next::close;
       break;

@@ -92,6 +92,36 @@ class TlsStream {
     return async_step<void(boost::system::error_code, std::size_t)>(Write{this, gather(buffers)}, token);
   }
 
+  // One attempt, without waiting (Asio's SyncReadStream/SyncWriteStream, so
+  // Beast's synchronous HTTP reads work on it): what OpenSSL can read or
+  // write now. asio::error::would_block when it would have to wait for the
+  // socket; the asynchronous operation then takes over. Most of a proxied
+  // request's reads and writes need no wait, and this spares them the round
+  // through the event loop an Asio operation makes even when it could
+  // complete at once (a post, a handler dispatch, a coroutine resumption).
+  template <class MutableBuffers>
+  std::size_t read_some(MutableBuffers const& buffers, boost::system::error_code& error) {
+    return attempt(Read{this, first_buffer(buffers)}, error);
+  }
+  template <class MutableBuffers>
+  std::size_t read_some(MutableBuffers const& buffers) {
+    boost::system::error_code error;
+    auto const n = read_some(buffers, error);
+    if (error) throw boost::system::system_error(error);
+    return n;
+  }
+  template <class ConstBuffers>
+  std::size_t write_some(ConstBuffers const& buffers, boost::system::error_code& error) {
+    return attempt(Write{this, gather(buffers)}, error);
+  }
+  template <class ConstBuffers>
+  std::size_t write_some(ConstBuffers const& buffers) {
+    boost::system::error_code error;
+    auto const n = write_some(buffers, error);
+    if (error) throw boost::system::system_error(error);
+    return n;
+  }
+
   // Completes when a read would find something: bytes already read ahead
   // (by OpenSSL or pre-read), the socket readable, or its end. Waiting here
   // between requests keeps no buffer: it is one peek of the socket (no
@@ -167,6 +197,27 @@ class TlsStream {
   }
   static constexpr std::size_t kGatherLimit = 16384;
   static std::array<char, kGatherLimit>& gather_scratch();
+
+  template <class StepFn>
+  std::size_t attempt(StepFn step, boost::system::error_code& error) {
+    error = {};
+    if (deadline_.fired()) {
+      error = boost::beast::error::timeout;
+      return 0;
+    }
+    // A pending peek (a wait or a watch) comes first: its handler must see the socket as it left it.
+    if (watching_ || waiting_) {
+      error = boost::asio::error::would_block;
+      return 0;
+    }
+    Step const result = step();
+    if (result.want != Want::nothing) {
+      error = boost::asio::error::would_block;
+      return 0;
+    }
+    error = result.error;
+    return result.bytes;
+  }
 
   bool begin_op() { return deadline_.begin(socket_); }  // false: timed out (see Deadline)
   void end_op() noexcept { deadline_.end(); }

@@ -38,6 +38,8 @@ class UpstreamStream {
   explicit UpstreamStream(boost::beast::tcp_stream plain)
       : plain_(std::move(plain)), deadline_(plain_->get_executor()) {
     plain_->expires_never();
+    boost::system::error_code ignored;
+    plain_->socket().non_blocking(true, ignored);  // read_some/write_some below must never wait
   }
   explicit UpstreamStream(std::unique_ptr<TlsLayer> tls) : tls_(std::move(tls)), deadline_(tls_->get_executor()) {}
 
@@ -56,6 +58,34 @@ class UpstreamStream {
     else deadline_.expires_never();
   }
   void cancel() { tcp().socket().cancel(); }
+
+  // One attempt without waiting (as TlsStream::read_some/write_some):
+  // asio::error::would_block when the socket is not ready, and always on a
+  // TLS upstream (beast::ssl_stream has no such attempt).
+  template <class MutableBuffers>
+  std::size_t read_some(MutableBuffers const& buffers, boost::system::error_code& error) {
+    if (!ready_now(error)) return 0;
+    return plain_->socket().read_some(buffers, error);
+  }
+  template <class MutableBuffers>
+  std::size_t read_some(MutableBuffers const& buffers) {
+    boost::system::error_code error;
+    auto const n = read_some(buffers, error);
+    if (error) throw boost::system::system_error(error);
+    return n;
+  }
+  template <class ConstBuffers>
+  std::size_t write_some(ConstBuffers const& buffers, boost::system::error_code& error) {
+    if (!ready_now(error)) return 0;
+    return plain_->socket().write_some(buffers, error);
+  }
+  template <class ConstBuffers>
+  std::size_t write_some(ConstBuffers const& buffers) {
+    boost::system::error_code error;
+    auto const n = write_some(buffers, error);
+    if (error) throw boost::system::system_error(error);
+    return n;
+  }
 
   template <class MutableBuffers, class Token>
   auto async_read_some(MutableBuffers const& buffers, Token&& token) {
@@ -79,6 +109,13 @@ class UpstreamStream {
   }
 
  private:
+  bool ready_now(boost::system::error_code& error) {
+    error = {};
+    if (tls_) error = boost::asio::error::would_block;
+    else if (deadline_.fired()) error = boost::beast::error::timeout;
+    return !error;
+  }
+
   template <class Buffers, bool isRead>
   struct PlainOp {
     UpstreamStream* s;

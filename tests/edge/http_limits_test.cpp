@@ -1,10 +1,13 @@
 // The per-route rate limiter (token bucket + concurrency) with an explicit
-// clock, and the pure request-head rewriting used by the proxy.
+// clock, and the pure head rendering used by the proxy (each rendered head
+// parsed back with Beast).
 #include <gtest/gtest.h>
 
-#include <boost/beast/http/write.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/json.hpp>
-#include <sstream>
+#include <string>
+#include <vector>
 #include <edge/proxy/access_log.hpp>
 
 #include "http_head.hpp"
@@ -96,26 +99,69 @@ http::request_header<> request(std::initializer_list<std::pair<char const*, char
   return req;
 }
 
-TEST(HttpHead, RewriteStripsHopByHopAndAddsForwardingHeaders) {
+// The bytes that go upstream, parsed back.
+http::request_header<> sent_upstream(http::request_header<> const& req, HttpRoute const& route,
+                                     HttpClientInfo const& client, bool upgrade = false) {
+  auto const bytes = render_upstream_request(req, route, client, upgrade);
+  http::request_parser<http::empty_body> parser;
+  parser.eager(false);
+  boost::system::error_code ec;
+  parser.put(boost::asio::buffer(bytes), ec);
+  EXPECT_FALSE(ec) << ec.message() << "\n" << bytes;
+  EXPECT_TRUE(parser.is_header_done()) << bytes;
+  EXPECT_TRUE(bytes.ends_with("\r\n\r\n"));
+  return parser.release().base();
+}
+
+TEST(HttpHead, UpstreamRequestStripsHopByHopAndAddsForwardingHeaders) {
   auto route = route_to("10.0.0.5", 8080, "/v2/");
   auto req = request({{"Host", "edge.test"},
                       {"Connection", "keep-alive, X-Hop"},
                       {"X-Hop", "1"},
                       {"TE", "trailers"},
                       {"X-Forwarded-For", "198.51.100.1"},
+                      {"X-Real-IP", "203.0.113.66"},
+                      {"Via", "1.0 spoofed"},
                       {"Accept", "*/*"}});
-  rewrite_request_head(req, route, HttpClientInfo{"192.0.2.9", "edge.test", "id"}, false);
-  EXPECT_EQ(req.find("X-Hop"), req.end());
-  EXPECT_EQ(req.find(http::field::te), req.end());
-  EXPECT_EQ(req.find(http::field::connection), req.end());
-  EXPECT_EQ(req["X-Forwarded-For"], "198.51.100.1, 192.0.2.9");
-  EXPECT_EQ(req["X-Real-IP"], "192.0.2.9");
-  EXPECT_EQ(req["X-Forwarded-Proto"], "https");
-  EXPECT_EQ(req["X-Forwarded-Host"], "edge.test");
-  EXPECT_EQ(req[http::field::host], "10.0.0.5:8080");
-  EXPECT_EQ(req[http::field::via], "1.1 edge");
-  EXPECT_EQ(req.target(), "/v2/items?x=1");
-  EXPECT_EQ(req[http::field::accept], "*/*");
+  req.version(10);
+  auto const sent = sent_upstream(req, route, HttpClientInfo{"192.0.2.9", "edge.test", "id"});
+  EXPECT_EQ(sent.find("X-Hop"), sent.end());
+  EXPECT_EQ(sent.find(http::field::te), sent.end());
+  EXPECT_EQ(sent.find(http::field::connection), sent.end());
+  EXPECT_EQ(sent.version(), 11) << "the upstream connection is kept: HTTP/1.1";
+  EXPECT_EQ(sent["X-Forwarded-For"], "198.51.100.1, 192.0.2.9");
+  EXPECT_EQ(sent.count("X-Real-IP"), 1u);
+  EXPECT_EQ(sent["X-Real-IP"], "192.0.2.9");
+  EXPECT_EQ(sent["X-Forwarded-Proto"], "https");
+  EXPECT_EQ(sent["X-Forwarded-Host"], "edge.test");
+  EXPECT_EQ(sent.count(http::field::host), 1u);
+  EXPECT_EQ(sent[http::field::host], "10.0.0.5:8080");
+  EXPECT_EQ(sent.count(http::field::via), 1u);
+  EXPECT_EQ(sent[http::field::via], "1.1 edge");
+  EXPECT_EQ(sent.target(), "/v2/items?x=1");
+  EXPECT_EQ(sent[http::field::accept], "*/*");
+}
+
+TEST(HttpHead, UpstreamRequestKeepsTheHostWhenAskedAndTheUpgradeOfAWebSocket) {
+  auto route = route_to("10.0.0.5", 80);
+  route.preserve_host = true;
+  route.websocket = true;
+  auto req = request({{"Host", "edge.test"},
+                      {"Connection", "Upgrade"},
+                      {"Upgrade", "websocket"},
+                      {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
+                      {"Sec-WebSocket-Version", "13"}});
+  auto const sent = sent_upstream(req, route, HttpClientInfo{"192.0.2.9", "", "id"}, true);
+  EXPECT_EQ(sent[http::field::host], "edge.test");
+  EXPECT_EQ(sent[http::field::upgrade], "websocket");
+  EXPECT_EQ(sent[http::field::connection], "Upgrade");
+  EXPECT_EQ(sent[http::field::sec_websocket_key], "dGhlIHNhbXBsZSBub25jZQ==");
+  EXPECT_EQ(sent.count("X-Forwarded-For"), 1u);
+  // Not an upgrade: the same head loses its hop-by-hop headers.
+  auto const plain = sent_upstream(req, route, HttpClientInfo{"192.0.2.9", "", "id"});
+  EXPECT_EQ(plain.find(http::field::upgrade), plain.end());
+  EXPECT_EQ(plain.find(http::field::connection), plain.end());
+  EXPECT_EQ(plain[http::field::sec_websocket_key], "dGhlIHNhbXBsZSBub25jZQ==");
 }
 
 TEST(HttpHead, AllowListKeepsListedAndFramingHeaders) {
@@ -128,13 +174,13 @@ TEST(HttpHead, AllowListKeepsListedAndFramingHeaders) {
                       {"Cookie", "c"},
                       {"Content-Length", "3"},
                       {"X-Forwarded-For", "198.51.100.1"}});
-  rewrite_request_head(req, route, HttpClientInfo{"192.0.2.9", "", "id"}, false);
-  EXPECT_EQ(req["X-Keep"], "1");
-  EXPECT_EQ(req[http::field::accept], "*/*");
-  EXPECT_EQ(req.find(http::field::cookie), req.end());
-  EXPECT_EQ(req[http::field::content_length], "3");
-  EXPECT_EQ(req["X-Forwarded-For"], "192.0.2.9") << "the client's XFF is not on the list; ours is added";
-  EXPECT_EQ(req[http::field::host], "backend") << "default https port left out of Host";
+  auto const sent = sent_upstream(req, route, HttpClientInfo{"192.0.2.9", "", "id"});
+  EXPECT_EQ(sent["X-Keep"], "1");
+  EXPECT_EQ(sent[http::field::accept], "*/*");
+  EXPECT_EQ(sent.find(http::field::cookie), sent.end());
+  EXPECT_EQ(sent[http::field::content_length], "3");
+  EXPECT_EQ(sent["X-Forwarded-For"], "192.0.2.9") << "the client's XFF is not on the list; ours is added";
+  EXPECT_EQ(sent[http::field::host], "backend") << "default https port left out of Host";
 }
 
 TEST(HttpHead, AmbiguousFraming) {
@@ -168,45 +214,76 @@ TEST(AccessLog, RecordAsJson) {
   EXPECT_EQ(v.at("edge.upstream.duration_us").as_int64(), 8);
 }
 
-// render_head replaces Beast's serializer for heads whose body passes as is:
-// byte for byte what the serializer writes.
-template <class Header>
-std::string beast_head(Header const& header) {
-  std::ostringstream out;
-  out << header;
-  return out.str();
+// What the client gets instead of the upstream's head, parsed back.
+http::response_header<> sent_to_client(http::response_header<> const& res, ClientResponseHead const& head) {
+  auto const bytes = render_client_response(res, head);
+  http::response_parser<http::empty_body> parser;
+  parser.eager(false);
+  parser.skip(true);
+  boost::system::error_code ec;
+  parser.put(boost::asio::buffer(bytes), ec);
+  EXPECT_FALSE(ec) << ec.message() << "\n" << bytes;
+  EXPECT_TRUE(parser.is_header_done()) << bytes;
+  return parser.release().base();
 }
 
-TEST(RenderHead, RequestHeadIsWhatBeastWrites) {
-  http::request_header<> req;
-  req.method(http::verb::get);
-  req.target("/a/b?c=d");
-  req.version(11);
-  req.set(http::field::host, "edge.test");
-  req.insert("X-Forwarded-For", "192.0.2.1");
-  req.insert("X-Forwarded-For", "198.51.100.7");
-  req.insert("x-custom-lower", "v");
-  req.set(http::field::connection, "keep-alive");
-  EXPECT_EQ(render_head(req), beast_head(req));
-  req.method_string("PURGE");  // not a known verb
-  req.version(10);
-  EXPECT_EQ(render_head(req), beast_head(req));
-}
-
-TEST(RenderHead, ResponseHeadIsWhatBeastWrites) {
+http::response_header<> upstream_response() {
   http::response_header<> res;
-  res.result(http::status::ok);
-  res.version(11);
-  res.set(http::field::content_length, "100");
-  res.set(http::field::date, "Sun, 06 Nov 1994 08:49:37 GMT");
-  EXPECT_EQ(render_head(res), beast_head(res));
   res.result(http::status::not_found);
-  res.reason("Nowhere To Be Found");  // the upstream's own reason phrase passes
+  res.reason("Nowhere To Be Found");
+  res.version(11);
+  res.insert(http::field::server, "nginx");
+  res.insert(http::field::content_type, "text/plain");
+  res.insert(http::field::connection, "keep-alive, X-Private");
+  res.insert("X-Private", "secret");
+  res.insert(http::field::keep_alive, "timeout=5");
+  res.insert(http::field::content_length, "100");
+  res.insert("X-Repeated", "1");
+  res.insert("X-Repeated", "2");
+  return res;
+}
+
+TEST(ClientResponse, HopByHopAndServerReplacedFieldsKeptInOrder) {
+  auto const bytes = render_client_response(upstream_response(), ClientResponseHead{});
+  EXPECT_TRUE(bytes.starts_with("HTTP/1.1 404 Nowhere To Be Found\r\n")) << bytes;
+  auto const sent = sent_to_client(upstream_response(), ClientResponseHead{});
+  EXPECT_EQ(sent.find(http::field::connection), sent.end()) << "HTTP/1.1 is persistent without it";
+  EXPECT_EQ(sent.find(http::field::keep_alive), sent.end());
+  EXPECT_EQ(sent.find("X-Private"), sent.end());
+  EXPECT_EQ(sent[http::field::server], "edge");
+  EXPECT_EQ(sent.count(http::field::server), 1u);
+  EXPECT_EQ(sent[http::field::content_length], "100");
+  EXPECT_FALSE(sent[http::field::date].empty()) << "a Date when the upstream sent none";
+  std::vector<std::string> repeated;
+  for (auto const& f : sent)
+    if (f.name_string() == "X-Repeated") repeated.emplace_back(f.value());
+  EXPECT_EQ(repeated, (std::vector<std::string>{"1", "2"}));
+  EXPECT_LT(bytes.find("Content-Type"), bytes.find("Content-Length")) << "the upstream's order stays";
+}
+
+TEST(ClientResponse, ConnectionHeaderFollowsTheClientsVersion) {
+  auto res = upstream_response();
+  res.insert(http::field::date, "Sun, 06 Nov 1994 08:49:37 GMT");
+  auto const close11 = sent_to_client(res, ClientResponseHead{11, false, false, false});
+  EXPECT_EQ(close11[http::field::connection], "close");
+  EXPECT_EQ(close11.find(http::field::server), close11.end()) << "server_header off: none at all";
+  EXPECT_EQ(close11[http::field::date], "Sun, 06 Nov 1994 08:49:37 GMT");
+  EXPECT_EQ(close11.count(http::field::date), 1u);
+  auto const keep10 = sent_to_client(res, ClientResponseHead{10, true, true, false});
+  EXPECT_EQ(keep10.version(), 10);
+  EXPECT_EQ(keep10[http::field::connection], "keep-alive");
+  auto const close10 = sent_to_client(res, ClientResponseHead{10, false, true, false});
+  EXPECT_EQ(close10.find(http::field::connection), close10.end()) << "HTTP/1.0 closes without it";
+}
+
+TEST(ClientResponse, ReframedBodyIsAnnouncedAsChunked) {
+  http::response_header<> res;
+  res.result(599);  // no reason phrase from the upstream: the standard one
   res.version(10);
-  EXPECT_EQ(render_head(res), beast_head(res));
-  res.result(599);  // unknown code
-  res.reason("");
-  EXPECT_EQ(render_head(res), beast_head(res));
+  auto const bytes = render_client_response(res, ClientResponseHead{11, true, true, true});
+  EXPECT_TRUE(bytes.starts_with("HTTP/1.1 599 ")) << bytes;
+  auto const sent = sent_to_client(res, ClientResponseHead{11, true, true, true});
+  EXPECT_EQ(sent[http::field::transfer_encoding], "chunked");
 }
 
 }  // namespace
