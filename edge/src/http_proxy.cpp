@@ -371,7 +371,7 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
                                   AccessRecord& log) {
   auto& req = parser.get();
   unsigned const client_version = req.version();
-  bool const client_keep_alive = req.keep_alive();
+  bool const client_keep_alive = parser.keep_alive();  // the parser's flags: no second look at Connection
   bool const head = req.method() == http::verb::head;
   bool const expect_continue = beast::iequals(req[http::field::expect], "100-continue");
   bool const has_body = !parser.is_done();
@@ -488,7 +488,7 @@ asio::awaitable<Exchange> forward(TlsStream& stream, beast::flat_buffer& buffer,
   if (!res_parser) co_return co_await answer(http::status::bad_gateway, "upstream failed", ProxyError::upstream_failed);
 
   auto const& res = res_parser->get();
-  bool const upstream_keep_alive = res.keep_alive();
+  bool const upstream_keep_alive = res_parser->keep_alive();
   bool const body_unread = has_body && !parser.is_done();
   ClientResponseHead head_out;
   head_out.version = client_version;

@@ -205,8 +205,10 @@ class TlsStream {
       error = boost::beast::error::timeout;
       return 0;
     }
-    // A pending peek (a wait or a watch) comes first: its handler must see the socket as it left it.
-    if (watching_ || waiting_) {
+    // A pending peek (a wait or a watch) comes before any read: its handler
+    // must see the socket as it left it. A write reads nothing (one that
+    // would, Want::read, is left to the asynchronous operation).
+    if (std::is_same_v<StepFn, Read> && (watching_ || waiting_)) {
       error = boost::asio::error::would_block;
       return 0;
     }
@@ -248,11 +250,19 @@ class TlsStream {
   };
 
   template <class Handler>
-  void start_readable_wait(Handler handler) {
+  void start_readable_wait(Handler handler, bool yielded = false) {
     auto now = [this, &handler](boost::system::error_code error) {
       boost::asio::post(get_executor(), [handler = std::move(handler), error]() mutable { handler(error); });
     };
-    if (watching_ || waiting_) return now(boost::asio::error::in_progress);  // two readers: a bug
+    if (waiting_) return now(boost::asio::error::in_progress);  // two waits: a bug
+    if (watching_) {
+      // A watch just stopped (its cancelled handler is queued) when the
+      // response went out without a wait: that handler runs first.
+      if (yielded) return now(boost::asio::error::in_progress);  // a watch left running: a bug
+      return boost::asio::post(get_executor(), [this, handler = std::move(handler)]() mutable {
+        start_readable_wait(std::move(handler), true);
+      });
+    }
     if (!begin_op()) {
       end_op();
       return now(boost::beast::error::timeout);

@@ -351,6 +351,26 @@ handshake_log:
         self.assertIn(b"data: second", data)
         sock.close()
 
+    def test_keep_alive_after_answers_sent_without_a_wait(self):
+        # A body-less answer (HEAD) or a small one that came whole goes out at
+        # once, before the watch on the client for that request has ended:
+        # the connection must still wait for, and serve, the next request.
+        sock = self.tls()
+        for method in ("HEAD", "GET", "HEAD", "HEAD", "GET", "GET"):
+            sock.sendall(b"%s /ka HTTP/1.1\r\nHost: edge.test\r\n\r\n" % method.encode())
+            if method == "GET":
+                status, headers, body = self.read_response(sock)
+                self.assertEqual(json.loads(body)["path"], "/ka")
+            else:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = sock.recv(65536)
+                    self.assertTrue(chunk, "the connection closed after a HEAD answer")
+                    data += chunk
+                status = int(data.split()[1])
+            self.assertEqual(status, 200, method)
+        sock.close()
+
     def test_keep_alive_and_chunked_response(self):
         sock = self.tls()
         for _ in range(3):
