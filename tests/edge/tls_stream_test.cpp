@@ -331,6 +331,51 @@ TEST_F(TlsStreamTest, WatchKeepsArrivingBytesForTheNextRead) {
       });
 }
 
+TEST_F(TlsStreamTest, AttemptsWithoutWaitingSayWouldBlockThenTheAsyncOperationTakesOver) {
+  std::promise<void> drained;
+  std::promise<void> sent;
+  std::string reply;
+  run(
+      [&](TlsStream& stream) -> asio::awaitable<void> {
+        auto [handshake_error] = co_await stream.async_handshake(use_tuple);
+        EXPECT_FALSE(handshake_error);
+        char buffer[64];
+        boost::system::error_code error;
+        // Nothing sent yet: the attempt returns at once.
+        EXPECT_EQ(stream.read_some(asio::buffer(buffer), error), 0u);
+        EXPECT_EQ(error, asio::error::would_block);
+        drained.set_value();
+        sent.get_future().wait_for(std::chrono::seconds(10));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the record crosses loopback
+        // Found drained, the socket is not read again before a wait says it is readable (as nginx does).
+        EXPECT_EQ(stream.read_some(asio::buffer(buffer), error), 0u);
+        EXPECT_EQ(error, asio::error::would_block);
+        stream.expires_after(std::chrono::seconds(10));
+        auto [wait_error] = co_await stream.async_wait_readable(use_tuple);
+        EXPECT_FALSE(wait_error);
+        auto const n = stream.read_some(asio::buffer(buffer), error);
+        EXPECT_FALSE(error) << error.message();
+        EXPECT_EQ(std::string(buffer, n), "request");
+        // A pending watch comes before any read attempt, but not before a write.
+        EXPECT_TRUE(stream.watch([](boost::system::error_code, std::size_t) {}));
+        EXPECT_EQ(stream.read_some(asio::buffer(buffer), error), 0u);
+        EXPECT_EQ(error, asio::error::would_block);
+        std::array<asio::const_buffer, 2> const pieces{asio::buffer("HEAD\r\n", 6), asio::buffer("body", 4)};
+        EXPECT_EQ(stream.write_some(pieces, error), 10u) << "gathered into one record";
+        EXPECT_FALSE(error) << error.message();
+        stream.socket().cancel();  // ends the watch
+      },
+      [&](unsigned short port) {
+        Client client(port);
+        ASSERT_TRUE(client.handshake());
+        drained.get_future().wait_for(std::chrono::seconds(10));
+        client.send("request");
+        sent.set_value();
+        reply = client.read_once();
+      });
+  EXPECT_EQ(reply, "HEAD\r\nbody");
+}
+
 TEST_F(TlsStreamTest, WatchSeesTheClientLeave) {
   std::promise<void> watching;
   run(
