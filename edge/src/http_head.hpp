@@ -1,7 +1,7 @@
 #pragma once
-// Pure request-head handling, separate from the I/O so it can be fuzzed
-// (tests/fuzz/fuzz_http_head.cpp): the smuggling defences a parsed head must
-// pass, and the rewriting it gets before it goes upstream.
+// Pure head handling, separate from the I/O so it can be fuzzed
+// (tests/fuzz/fuzz_http_head.cpp): the smuggling defences a parsed request
+// head must pass, and the heads as they go upstream and back to the client.
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>
 #include <edge/proxy/config.hpp>

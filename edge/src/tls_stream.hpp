@@ -92,8 +92,8 @@ class TlsStream {
     return async_step<void(boost::system::error_code, std::size_t)>(Write{this, gather(buffers)}, token);
   }
 
-  // One attempt, without waiting (Asio's SyncReadStream/SyncWriteStream, so
-  // Beast's synchronous HTTP reads work on it): what OpenSSL can read or
+  // One attempt, without waiting (a SyncReadStream, so Beast's synchronous
+  // HTTP reads work on it; the throwing read_some is only for that): what OpenSSL can read or
   // write now. asio::error::would_block when it would have to wait for the
   // socket; the asynchronous operation then takes over. Most of a proxied
   // request's reads and writes need no wait, and this spares them the round
@@ -113,13 +113,6 @@ class TlsStream {
   template <class ConstBuffers>
   std::size_t write_some(ConstBuffers const& buffers, boost::system::error_code& error) {
     return attempt(Write{this, gather(buffers)}, error);
-  }
-  template <class ConstBuffers>
-  std::size_t write_some(ConstBuffers const& buffers) {
-    boost::system::error_code error;
-    auto const n = write_some(buffers, error);
-    if (error) throw boost::system::system_error(error);
-    return n;
   }
 
   // Completes when a read would find something: bytes already read ahead

@@ -79,13 +79,6 @@ class UpstreamStream {
     if (!ready_now(error)) return 0;
     return plain_->socket().write_some(buffers, error);
   }
-  template <class ConstBuffers>
-  std::size_t write_some(ConstBuffers const& buffers) {
-    boost::system::error_code error;
-    auto const n = write_some(buffers, error);
-    if (error) throw boost::system::system_error(error);
-    return n;
-  }
 
   template <class MutableBuffers, class Token>
   auto async_read_some(MutableBuffers const& buffers, Token&& token) {
